@@ -1,0 +1,211 @@
+"""`amlevents`: serve the app locally, send events to it, read the ledger, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from amlevents.local_settings import HOST_KEY, LocalSettingsError, local_env
+from handlers.settings import LEDGER_PATH
+
+DEFAULT_URL = "http://localhost:7071"
+SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "events"
+
+
+def build_host(env: dict[str, str], *, bind: str, port: int) -> Any:
+    """Apply `env` to the process (as `func start` does), load function_app and wrap it."""
+    os.environ.update(env)
+    from amlevents.local_host import FunctionsHost, LocalServer, load_functions
+    from handlers.dispatch import default_dispatcher
+
+    default_dispatcher.cache_clear()
+    import function_app
+
+    host = FunctionsHost(load_functions(function_app.app), key=env.get(HOST_KEY) or None)
+    return LocalServer(host, bind=bind, port=port)
+
+
+def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
+    """Run the local Functions host until Ctrl-C."""
+    server = build_host(env, bind=args.host, port=args.port)
+    print(f"amlevents host on {server.url} (Event Grid: {server.url}/runtime/webhooks/EventGrid"
+          f"?functionName=NAME, health: {server.url}/api/health)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def iter_event_files(paths: Sequence[str]) -> Iterable[tuple[str, bytes]]:
+    """(name, content) for each file, folder entry (*.json) or '-' (stdin)."""
+    for path in paths:
+        if path == "-":
+            yield "<stdin>", sys.stdin.buffer.read()
+            continue
+        target = Path(path)
+        files = sorted(target.glob("*.json")) if target.is_dir() else [target]
+        for file in files:
+            yield str(file), file.read_bytes()
+
+
+def post_events(url: str, content: bytes, *, key: str | None = None) -> list[tuple[str, int, str]]:
+    """Post one file's events, grouped by the function that takes their type."""
+    from handlers.routing import function_for
+
+    payload = json.loads(content)
+    events = payload if isinstance(payload, list) else [payload]
+    groups: dict[str, list[Any]] = {}
+    for event in events:
+        kind = str(event.get("eventType") or event.get("type") or "") if isinstance(
+            event, dict) else ""
+        groups.setdefault(function_for(kind), []).append(event)
+    results = []
+    for function, batch in groups.items():
+        status, text = _post(f"{url.rstrip('/')}/runtime/webhooks/EventGrid?functionName="
+                             f"{function}", batch, key)
+        results.append((function, status, text))
+    return results
+
+
+def _post(url: str, batch: list[Any], key: str | None) -> tuple[int, str]:
+    headers = {"Content-Type": "application/json", "aeg-event-type": "Notification"}
+    if key:
+        headers["x-functions-key"] = key
+    request = urllib.request.Request(url, data=json.dumps(batch).encode("utf-8"),
+                                     headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode("utf-8", "replace")
+
+
+def cmd_send(args: argparse.Namespace, env: dict[str, str]) -> int:
+    """Send event files to a host; non-zero exit if any delivery was not accepted."""
+    ok = True
+    for name, content in iter_event_files(args.paths):
+        try:
+            results = post_events(args.url, content, key=env.get(HOST_KEY) or None)
+        except ValueError as exc:
+            print(f"{name}: not valid JSON: {exc}", file=sys.stderr)
+            ok = False
+            continue
+        except urllib.error.URLError as exc:
+            print(f"{name}: cannot reach {args.url}: {exc.reason} (is `amlevents serve` "
+                  "running?)", file=sys.stderr)
+            return 2
+        for function, status, text in results:
+            print(f"{name} -> {function}: HTTP {status}{(' ' + text) if text else ''}")
+            ok = ok and status < 300
+    return 0 if ok else 1
+
+
+def open_ledger(env: dict[str, str]) -> Any:
+    """The ledger the settings point at."""
+    from handlers.ledger import Ledger
+    from handlers.ledger_store import open_store
+    from handlers.settings import CoreSettings
+
+    settings = CoreSettings.from_mapping(env)
+    return Ledger(open_store(env, settings))
+
+
+def print_ledger(env: dict[str, str], *, as_json: bool, out: Any = None) -> None:
+    """A table, or one JSON object per line."""
+    out = out or sys.stdout
+    ledger = open_ledger(env)
+    try:
+        entries = ledger.entries()
+    finally:
+        ledger.close()
+    if as_json:
+        for entry in entries:
+            print(json.dumps(entry.as_json()), file=out)
+        return
+    rows = [("received", "type", "outcome", "att", "action / detail")]
+    for entry in entries:
+        kind = entry.event_type.rsplit(".", 1)[-1] or "?"
+        text = entry.action + (f" — {entry.detail}" if entry.detail and not
+                               entry.detail.startswith("{") else "")
+        rows.append((entry.received_at[11:23], kind[:22], entry.outcome.value,
+                     str(entry.attempts), text[:110]))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths)) + "  " + row[4],
+              file=out)
+    print(f"{len(entries)} event(s)", file=out)
+
+
+def cmd_ledger(args: argparse.Namespace, env: dict[str, str]) -> int:
+    """Print the ledger."""
+    print_ledger(env, as_json=args.json)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, env: dict[str, str]) -> int:
+    """Start the host on a free port with a fresh ledger, send the samples, print the ledger."""
+    workdir = Path(tempfile.mkdtemp(prefix="amlevents-demo-"))
+    env = {**env, LEDGER_PATH: str(workdir / "ledger.sqlite3")}
+    server = build_host(env, bind="127.0.0.1", port=0).start()
+    try:
+        print(f"demo: local host on {server.url}, ledger {env[LEDGER_PATH]}")
+        for name, content in iter_event_files([str(SAMPLES)]):
+            for function, status, _ in post_events(server.url, content,
+                                                   key=env.get(HOST_KEY) or None):
+                print(f"  sent {Path(name).name} -> {function}: HTTP {status}")
+        print()
+        print_ledger(env, as_json=False)
+    finally:
+        server.stop()
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line."""
+    top = argparse.ArgumentParser(prog="amlevents", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the local Functions host")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
+    serve.add_argument("--port", type=int, default=7071)
+    serve.set_defaults(run=cmd_serve)
+    send = sub.add_parser("send", help="post event files (or a folder, or - for stdin)")
+    send.add_argument("paths", nargs="+")
+    send.add_argument("--url", default=DEFAULT_URL)
+    send.set_defaults(run=cmd_send)
+    ledger = sub.add_parser("ledger", help="print the ledger")
+    ledger.add_argument("--json", action="store_true", help="one JSON object per line")
+    ledger.set_defaults(run=cmd_ledger)
+    demo = sub.add_parser("demo", help="start the host, send the five samples, print the ledger")
+    demo.set_defaults(run=cmd_demo)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `amlevents` console script."""
+    args = parser().parse_args(argv)
+    try:
+        env = local_env()
+    except LocalSettingsError as exc:
+        print(f"amlevents: {exc}", file=sys.stderr)
+        return 2
+    from handlers.errors import SettingError
+
+    try:
+        result: int = args.run(args, env)
+    except SettingError as exc:
+        print(f"amlevents: {exc}", file=sys.stderr)
+        return 2
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

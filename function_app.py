@@ -1,0 +1,51 @@
+"""amlevents: Azure ML workspace events (via Event Grid) → deployments, retraining, notifications.
+
+Thin on purpose: each trigger hands its event to handlers.dispatch. No Azure SDK is imported
+here (cold start); adapters import theirs lazily.
+"""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from handlers.dispatch import handle_trigger
+from handlers.health import health_response
+from handlers.routing import ON_DRIFT_DETECTED, ON_ML_EVENT, ON_MODEL_REGISTERED, ON_RUN_STATUS
+
+app = func.FunctionApp()
+
+
+@app.function_name(ON_MODEL_REGISTERED)
+@app.event_grid_trigger(arg_name="event")
+def on_model_registered(event: func.EventGridEvent) -> None:
+    """ModelRegistered → tag-driven deployment."""
+    handle_trigger(event, ON_MODEL_REGISTERED)
+
+
+@app.function_name(ON_DRIFT_DETECTED)
+@app.event_grid_trigger(arg_name="event")
+def on_drift_detected(event: func.EventGridEvent) -> None:
+    """DatasetDriftDetected → retraining pipeline run."""
+    handle_trigger(event, ON_DRIFT_DETECTED)
+
+
+@app.function_name(ON_RUN_STATUS)
+@app.event_grid_trigger(arg_name="event")
+def on_run_status(event: func.EventGridEvent) -> None:
+    """RunStatusChanged / RunCompleted → notifications."""
+    handle_trigger(event, ON_RUN_STATUS)
+
+
+@app.function_name(ON_ML_EVENT)
+@app.event_grid_trigger(arg_name="event")
+def on_ml_event(event: func.EventGridEvent) -> None:
+    """Any Azure ML event, routed by type (one subscription for everything)."""
+    handle_trigger(event, ON_ML_EVENT)
+
+
+@app.function_name("health")
+@app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    """Liveness and settings check for probes and humans."""
+    status, body = health_response()
+    return func.HttpResponse(body, status_code=status, mimetype="application/json")

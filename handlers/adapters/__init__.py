@@ -1,0 +1,58 @@
+"""Adapters do what handlers decide. Each concern has a real adapter and a dry-run twin.
+
+Real adapters wrap Azure SDK clients and are imported lazily (cold start): a module path per
+concern, loaded only when dry-run is off and the concern is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from handlers.actions import ActionResult, Plan
+from handlers.adapters.dry_run import DryRunAdapter
+from handlers.errors import SettingError
+from handlers.ledger import Ledger
+from handlers.settings import DRY_RUN
+
+
+class Adapter(Protocol):
+    """Carries out a plan."""
+
+    def apply(self, plan: Plan) -> ActionResult:
+        """Do it, or raise RetryableError / PermanentError / PolicyRefused."""
+
+
+# concern -> "module:factory"; factory(env, ledger) -> Adapter
+REAL_ADAPTERS: dict[str, str] = {}
+
+
+class Adapters:
+    """Builds each concern's adapter once, lazily: dry-run twins while dry-run is on."""
+
+    def __init__(self, env: Mapping[str, str], ledger: Ledger, *, dry_run: bool) -> None:
+        self.env = env
+        self.ledger = ledger
+        self.dry_run = dry_run
+        self._built: dict[str, Adapter] = {}
+        self._lock = threading.Lock()
+
+    def get(self, concern: str) -> Adapter:
+        """The adapter for a concern: `deploy`, `retrain` or `notify`."""
+        with self._lock:
+            if concern not in self._built:
+                self._built[concern] = self._build(concern)
+            return self._built[concern]
+
+    def _build(self, concern: str) -> Adapter:
+        if self.dry_run:
+            return DryRunAdapter()
+        target = REAL_ADAPTERS.get(concern)
+        if target is None:
+            raise SettingError(DRY_RUN, f"no real adapter for {concern!r} yet; keep dry-run on")
+        module_name, factory_name = target.split(":")
+        factory: Any = getattr(importlib.import_module(module_name), factory_name)
+        adapter: Adapter = factory(self.env, self.ledger)
+        return adapter

@@ -1,0 +1,36 @@
+"""The Azure ML workspace an event came from, parsed from its topic resource id."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from handlers.errors import InvalidEvent
+
+_TOPIC = re.compile(
+    r"^/subscriptions/(?P<subscription>[^/]+)/resourceGroups/(?P<resource_group>[^/]+)"
+    r"/providers/Microsoft\.MachineLearningServices/workspaces/(?P<workspace>[^/]+)/?$",
+    re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class WorkspaceRef:
+    """Subscription, resource group and workspace name of an Azure ML workspace."""
+
+    subscription_id: str
+    resource_group: str
+    workspace: str
+
+    @classmethod
+    def from_topic(cls, topic: str) -> WorkspaceRef:
+        """Parse `/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/workspaces/{w}`."""
+        match = _TOPIC.match(topic.strip())
+        if not match:
+            raise InvalidEvent("topic", f"{topic!r} is not an Azure ML workspace resource id")
+        return cls(match["subscription"], match["resource_group"], match["workspace"])
+
+    @property
+    def resource_id(self) -> str:
+        """The workspace's ARM resource id."""
+        return (f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+                f"/providers/Microsoft.MachineLearningServices/workspaces/{self.workspace}")
