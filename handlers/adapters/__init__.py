@@ -15,7 +15,7 @@ from handlers.actions import ActionResult, Plan
 from handlers.adapters.dry_run import DryRunAdapter
 from handlers.errors import SettingError
 from handlers.ledger import Ledger
-from handlers.settings import DRY_RUN
+from handlers.settings import DRY_RUN, SettingsReader
 
 
 class Adapter(Protocol):
@@ -26,7 +26,17 @@ class Adapter(Protocol):
 
 
 # concern -> "module:factory"; factory(env, ledger) -> Adapter
-REAL_ADAPTERS: dict[str, str] = {}
+REAL_ADAPTERS: dict[str, str] = {
+    "deploy": "handlers.adapters.azure_ml:build_deployer",
+    "retrain": "handlers.adapters.data_factory:build_runner",
+    "notify": "handlers.adapters.notify:build_notifier",
+}
+CONCERNS = tuple(REAL_ADAPTERS)
+
+
+def dry_run_setting(concern: str) -> str:
+    """The per-concern override of AMLEVENTS_DRY_RUN, e.g. AMLEVENTS_DRY_RUN_NOTIFY."""
+    return f"{DRY_RUN}_{concern.upper()}"
 
 
 class Adapters:
@@ -38,6 +48,13 @@ class Adapters:
         self.dry_run = dry_run
         self._built: dict[str, Adapter] = {}
         self._lock = threading.Lock()
+        reader = SettingsReader(env)
+        self._dry_run_by_concern = {c: reader.flag(dry_run_setting(c), dry_run) for c in CONCERNS}
+        reader.raise_if_invalid()
+
+    def is_dry_run(self, concern: str) -> bool:
+        """Dry-run for this concern: its own setting, else AMLEVENTS_DRY_RUN."""
+        return self._dry_run_by_concern.get(concern, self.dry_run)
 
     def get(self, concern: str) -> Adapter:
         """The adapter for a concern: `deploy`, `retrain` or `notify`."""
@@ -47,11 +64,11 @@ class Adapters:
             return self._built[concern]
 
     def _build(self, concern: str) -> Adapter:
-        if self.dry_run:
+        if self.is_dry_run(concern):
             return DryRunAdapter()
         target = REAL_ADAPTERS.get(concern)
         if target is None:
-            raise SettingError(DRY_RUN, f"no real adapter for {concern!r} yet; keep dry-run on")
+            raise SettingError(dry_run_setting(concern), f"unknown concern {concern!r}")
         module_name, factory_name = target.split(":")
         factory: Any = getattr(importlib.import_module(module_name), factory_name)
         adapter: Adapter = factory(self.env, self.ledger)

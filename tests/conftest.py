@@ -1,0 +1,59 @@
+"""Shared fixtures: a clean environment per test, the documented sample events, a dispatcher."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from handlers.dispatch import Dispatcher, default_dispatcher
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples" / "events"
+SAMPLE_TOPIC = ("/subscriptions/{subscription-id}/resourceGroups/{resource-group-name}"
+                "/providers/Microsoft.MachineLearningServices/workspaces/{workspace-name}")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment() -> Iterator[None]:
+    """Each test starts from the environment it found and a fresh process-wide dispatcher."""
+    saved = dict(os.environ)
+    for name in [n for n in os.environ if n.startswith("AMLEVENTS_")]:
+        del os.environ[name]
+    default_dispatcher.cache_clear()
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+    default_dispatcher.cache_clear()
+
+
+def load_sample(name: str) -> dict[str, Any]:
+    """A fresh copy of one documented sample event (e.g. 'model_registered')."""
+    events = json.loads((SAMPLES / f"{name}.json").read_text(encoding="utf-8"))
+    return copy.deepcopy(events[0])
+
+
+@pytest.fixture
+def sample() -> Callable[[str], dict[str, Any]]:
+    """Load a documented sample event by file stem."""
+    return load_sample
+
+
+@pytest.fixture
+def base_env(tmp_path: Path) -> dict[str, str]:
+    """Settings for a dispatcher: the sample topic allowed, dry-run on, a fresh SQLite ledger."""
+    return {"AMLEVENTS_ALLOWED_TOPICS": SAMPLE_TOPIC, "AMLEVENTS_DRY_RUN": "true",
+            "AMLEVENTS_LEDGER_PATH": str(tmp_path / "ledger.sqlite3")}
+
+
+@pytest.fixture
+def make_dispatcher(base_env: dict[str, str]) -> Callable[..., Dispatcher]:
+    """Build a Dispatcher over base_env plus overrides."""
+    def build(**overrides: str) -> Dispatcher:
+        return Dispatcher({**base_env, **overrides})
+    return build
