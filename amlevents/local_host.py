@@ -16,6 +16,7 @@ Optional extra routes (the Event Grid topic simulator) plug in through `extra_ro
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -60,8 +61,9 @@ class LoadedFunctions:
     http_routes: Mapping[str, tuple[frozenset[str], Callable[..., Any]]]
 
 
+@functools.lru_cache(maxsize=8)
 def load_functions(app: Any) -> LoadedFunctions:
-    """Read the registered functions once (a second `get_functions()` call raises)."""
+    """Read the registered functions, once per app: a second `get_functions()` call raises."""
     event_grid: dict[str, Callable[..., Any]] = {}
     routes: dict[str, tuple[frozenset[str], Callable[..., Any]]] = {}
     for function in app.get_functions():
@@ -92,11 +94,13 @@ def _as_event_grid_event(item: Mapping[str, Any]) -> Any:
             parsed_time = datetime.fromisoformat(event_time.replace("Z", "+00:00")[:32])
         except ValueError:
             parsed_time = None
-    return func.EventGridEvent(
-        id=lowered.get("id"), data=lowered.get("data"),
-        topic=lowered.get("source" if cloud else "topic"), subject=lowered.get("subject"),
-        event_type=lowered.get("type" if cloud else "eventtype"), event_time=parsed_time,
-        data_version=lowered.get("dataschema" if cloud else "dataversion") or "")
+    # Missing fields stay None: the dispatcher records the event as invalid, naming them.
+    fields: dict[str, Any] = {
+        "id": lowered.get("id"), "data": lowered.get("data"),
+        "topic": lowered.get("source" if cloud else "topic"), "subject": lowered.get("subject"),
+        "event_type": lowered.get("type" if cloud else "eventtype"), "event_time": parsed_time,
+        "data_version": lowered.get("dataschema" if cloud else "dataversion") or ""}
+    return func.EventGridEvent(**fields)
 
 
 class FunctionsHost:
@@ -233,18 +237,28 @@ class _RequestHandler(BaseHTTPRequestHandler):
             reply = error(400, "Content-Length is not a valid number")
         elif length > MAX_BODY_BYTES:
             reply = error(413, f"body is {length} bytes; the limit is {MAX_BODY_BYTES}")
+            self._discard(length)
             self.close_connection = True
         else:
             body = self.rfile.read(length) if length else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
             try:
                 reply = self.server.host.handle(self.command, self.path, headers, body)
-            except Exception:  # noqa: BLE001 - never drop the connection on a bug
+            except Exception:
                 log.exception("local host failed on %s %s", self.command, self.path)
                 reply = error(500, "internal error in the local host")
         self._write(reply)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_OPTIONS = _serve
+
+    def _discard(self, length: int) -> None:
+        # Read (bounded) what the client is sending so it sees our 413, not a broken pipe.
+        remaining = min(length, 8 * MAX_BODY_BYTES)
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, 1 << 16))
+            if not chunk:
+                break
+            remaining -= len(chunk)
 
     def _write(self, reply: Reply) -> None:
         if isinstance(reply.body, _RawBody):
@@ -261,7 +275,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(content)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
 
 
@@ -292,7 +306,7 @@ class LocalServer:
     @property
     def url(self) -> str:
         """Base URL, e.g. http://127.0.0.1:7071."""
-        host = self._server.server_address[0]
+        host = str(self._server.server_address[0])
         return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{self.port}"
 
     def start(self) -> LocalServer:

@@ -31,7 +31,7 @@ from handlers.errors import (
 )
 from handlers.ledger import EventFacts, Ledger, LedgerEntry, Outcome, body_key, event_key
 from handlers.ledger_store import open_store
-from handlers.redaction import redact, secret_values
+from handlers.redaction import install_redaction, redact, secret_values
 from handlers.routing import HANDLERS, accepts
 from handlers.settings import ALLOWED_TOPICS, CoreSettings
 
@@ -154,7 +154,7 @@ class Dispatcher:
             return ActionResult(Outcome.FAILED, "failed", f"{type(exc).__name__}: {exc}")
         except RetryableError as exc:
             return ActionResult(Outcome.RETRY, "will retry", f"{type(exc).__name__}: {exc}")
-        except Exception as exc:  # noqa: BLE001 - a bug must not lose the event: retry it
+        except Exception as exc:
             log.exception("handler for %s crashed", typed.envelope.event_type)
             return ActionResult(Outcome.RETRY, "will retry", f"{type(exc).__name__}: {exc}")
 
@@ -222,7 +222,9 @@ def _best_effort(event: Any, *keys: str) -> str:
 @functools.lru_cache(maxsize=1)
 def default_dispatcher() -> Dispatcher:
     """The process-wide dispatcher over os.environ (built on the first event, not at import)."""
-    return Dispatcher(os.environ)
+    dispatcher = Dispatcher(os.environ)
+    install_redaction(secret_values(dispatcher.env))
+    return dispatcher
 
 
 def handle_trigger(event: Any, function: str) -> DispatchResult:

@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from handlers.errors import InvalidEvent
 
@@ -115,7 +115,7 @@ class DatasetDriftDetected:
     end_time: str
 
 
-MlEvent = Union[ModelRegistered, ModelDeployed, RunCompleted, RunStatusChanged, DatasetDriftDetected]
+MlEvent = ModelRegistered | ModelDeployed | RunCompleted | RunStatusChanged | DatasetDriftDetected
 
 
 class _Fields:
@@ -189,7 +189,7 @@ def to_dict(event: Any) -> Mapping[str, Any]:
         return loaded
     if hasattr(event, "event_type") and hasattr(event, "get_json"):
         # azure.functions.EventGridEvent: the worker has already unpacked the envelope.
-        event_time = getattr(event, "event_time", None)
+        event_time: Any = getattr(event, "event_time", None)
         return {
             "id": event.id, "topic": event.topic, "subject": event.subject,
             "eventType": event.event_type,

@@ -13,14 +13,14 @@ import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from handlers.errors import RetryableError
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """What happened to an event."""
 
     DONE = "done"
@@ -39,7 +39,7 @@ TERMINAL = frozenset({Outcome.DONE, Outcome.PLANNED, Outcome.SKIPPED, Outcome.RE
 
 def utc_iso(epoch_s: float) -> str:
     """ISO 8601 UTC timestamp with milliseconds."""
-    return datetime.fromtimestamp(epoch_s, tz=timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(epoch_s, tz=UTC).isoformat(timespec="milliseconds")
 
 
 def event_key(topic: str, event_type: str, event_id: str) -> str:

@@ -50,4 +50,17 @@ class RedactingFilter(logging.Filter):
         cleaned = redact(message, self.secrets)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if record.exc_info:
+            # Tracebacks carry exception messages (URLs, connection strings): mask them too.
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text, record.exc_info = redact(text, self.secrets), None
         return True
+
+
+def install_redaction(secrets: Iterable[str]) -> None:
+    """Put one RedactingFilter on every root handler (filters on handlers see every logger)."""
+    fresh = RedactingFilter(secrets)
+    for handler in logging.getLogger().handlers:
+        for old in [f for f in handler.filters if isinstance(f, RedactingFilter)]:
+            handler.removeFilter(old)
+        handler.addFilter(fresh)

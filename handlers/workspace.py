@@ -23,7 +23,7 @@ class WorkspaceRef:
 
     @classmethod
     def from_topic(cls, topic: str) -> WorkspaceRef:
-        """Parse `/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/workspaces/{w}`."""
+        """Parse `/subscriptions/{s}/resourceGroups/{rg}/providers/...MachineLearningServices/workspaces/{w}`."""
         match = _TOPIC.match(topic.strip())
         if not match:
             raise InvalidEvent("topic", f"{topic!r} is not an Azure ML workspace resource id")

@@ -1,0 +1,27 @@
+"""function_app.py stays thin: the right functions, and no heavy SDK imported at start."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import function_app
+from amlevents.local_host import load_functions
+
+HEAVY = ("azure.ai.ml", "azureml", "azure.mgmt", "azure.identity", "azure.data.tables",
+         "azure.communication", "azure.core")
+
+
+def test_one_event_grid_trigger_per_concern_and_health() -> None:
+    loaded = load_functions(function_app.app)
+    assert set(loaded.event_grid) == {"on_model_registered", "on_drift_detected",
+                                      "on_run_status", "on_ml_event"}
+    assert set(loaded.http_routes) == {"health"}
+
+
+def test_importing_the_app_imports_no_azure_sdk() -> None:
+    code = ("import sys, function_app; "
+            f"print([m for m in sys.modules if m.startswith({HEAVY!r})])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, timeout=60)
+    assert result.stdout.strip() == "[]"
