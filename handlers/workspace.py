@@ -23,7 +23,7 @@ class WorkspaceRef:
 
     @classmethod
     def from_topic(cls, topic: str) -> WorkspaceRef:
-        """Parse `/subscriptions/{s}/resourceGroups/{rg}/providers/...MachineLearningServices/workspaces/{w}`."""
+        """Parse a workspace resource id: /subscriptions/{s}/resourceGroups/{rg}/.../workspaces/{w}."""
         match = _TOPIC.match(topic.strip())
         if not match:
             raise InvalidEvent("topic", f"{topic!r} is not an Azure ML workspace resource id")
