@@ -14,6 +14,7 @@ _SECRET_EXACT = frozenset({"AzureWebJobsStorage", "APPLICATIONINSIGHTS_CONNECTIO
 _CONNECTION_STRING_PART = re.compile(
     r"(AccountKey|SharedAccessKey|SharedAccessSignature|accesskey|Password)=[^;\s\"']+",
     re.IGNORECASE)
+_CONNECTION_STRING_HINTS = ("accountkey=", "sharedaccess", "accesskey=", "password=")
 MASK = "***"
 _MIN_SECRET_LENGTH = 6  # shorter values ("1", "true") would mask ordinary text
 
@@ -35,6 +36,9 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, MASK)
+    lowered = text.lower()
+    if not any(hint in lowered for hint in _CONNECTION_STRING_HINTS):
+        return text  # the common case, without a regex pass over long details
     return _CONNECTION_STRING_PART.sub(lambda m: f"{m.group(1)}={MASK}", text)
 
 

@@ -1,0 +1,117 @@
+"""Throughput: events/s through the local host, Event Grid batches of 100, dry-run actions, SQLite.
+
+Baseline measured in the same run: the floor of any ledgered event handler, i.e. parse the
+event's JSON and do one SQLite insert-and-commit. Prints events/s and the per-event overhead
+ratio (goals: >= 2,000 events/s on 2 cores; overhead <= 3x the floor).
+Run: .venv/bin/python benchmarks/throughput.py [--events N] [--clients C]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import sqlite3
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BATCH = 100
+
+
+def make_events(count: int) -> list[dict[str, Any]]:
+    """Distinct failed-run and drift events (half each) from the documented samples."""
+    samples = [json.loads((ROOT / "samples" / "events" / f"{name}.json").read_text())[0]
+               for name in ("run_status_changed", "dataset_drift_detected")]
+    return [{**samples[i % 2], "id": str(uuid.uuid4())} for i in range(count)]
+
+
+def floor_per_event_s(events: list[dict[str, Any]], workdir: Path) -> float:
+    """Seconds per event for json.loads + one INSERT + commit (WAL, synchronous=NORMAL)."""
+    conn = sqlite3.connect(workdir / "floor.sqlite3", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("CREATE TABLE t (id TEXT PRIMARY KEY, body TEXT)")
+    texts = [json.dumps(e) for e in events]
+    start = time.perf_counter()
+    for text in texts:
+        event = json.loads(text)
+        conn.execute("INSERT INTO t VALUES (?, ?)", (event["id"], event["eventType"]))
+    elapsed = time.perf_counter() - start
+    conn.close()
+    return elapsed / len(events)
+
+
+def post_batches(port: int, bodies: list[bytes]) -> list[int]:
+    """Post batches over one keep-alive connection; the statuses that were not 202."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    failures = []
+    for body in bodies:
+        conn.request("POST", "/runtime/webhooks/EventGrid?functionName=on_ml_event", body,
+                     {"aeg-event-type": "Notification", "Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        if response.status != 202:
+            failures.append(response.status)
+    conn.close()
+    return failures
+
+
+def run_host(events: list[dict[str, Any]], workdir: Path, clients: int) -> float:
+    """Seconds to push every event through the local host in batches of 100."""
+    os.environ.update({
+        "AMLEVENTS_ALLOWED_TOPICS": events[0]["topic"], "AMLEVENTS_DRY_RUN": "true",
+        "AMLEVENTS_LEDGER_PATH": str(workdir / "ledger.sqlite3")})
+    import function_app
+    from amlevents.local_host import FunctionsHost, LocalServer, load_functions
+
+    bodies = [json.dumps(events[i:i + BATCH]).encode() for i in range(0, len(events), BATCH)]
+    server = LocalServer(FunctionsHost(load_functions(function_app.app)), port=0).start()
+    # Clients are separate processes, as Event Grid is: their CPU is not the host's GIL.
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(clients) as pool:
+        pool.apply(post_batches, (server.port, []))  # start-up cost outside the timing
+        start = time.perf_counter()
+        results = pool.starmap(post_batches, [(server.port, bodies[i::clients])
+                                              for i in range(clients)])
+        elapsed = time.perf_counter() - start
+    server.stop()
+    failures = [status for share in results for status in share]
+    if failures:
+        raise SystemExit(f"{len(failures)} batches were not accepted: {failures[:5]}")
+    return elapsed
+
+
+def main() -> None:
+    """Measure the floor and the host, print both and the ratios."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--clients", type=int, default=2)
+    args = parser.parse_args()
+    events = make_events(args.events)
+    with tempfile.TemporaryDirectory(prefix="amlevents-bench-") as tmp:
+        workdir = Path(tmp)
+        floor = floor_per_event_s(events, workdir)
+        elapsed = run_host(events, workdir, args.clients)
+        from handlers.dispatch import default_dispatcher
+
+        ledgered = len(default_dispatcher().ledger.entries())
+    per_event = elapsed / len(events)
+    print(f"events                     : {len(events)} in batches of {BATCH}, "
+          f"{args.clients} client(s); ledgered {ledgered}")
+    print(f"floor (json + insert+commit): {floor * 1e6:8.1f} us/event "
+          f"({1 / floor:,.0f} events/s)")
+    print(f"local host, dry-run, SQLite : {per_event * 1e6:8.1f} us/event "
+          f"({len(events) / elapsed:,.0f} events/s; goal >= 2,000)")
+    print(f"overhead ratio host/floor   : {per_event / floor:8.2f}x (goal <= 3x)")
+    if ledgered != len(events):
+        raise SystemExit(f"ledger has {ledgered} rows for {len(events)} events")
+
+
+if __name__ == "__main__":
+    main()
