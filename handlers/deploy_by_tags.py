@@ -30,7 +30,7 @@ from handlers.deploy_policy import (
     V1_TARGETS,
     DeployPolicy,
 )
-from handlers.errors import PermanentError, PolicyRefused, RetryableError
+from handlers.errors import PermanentError, PolicyRefused, RetryableError, SettingError
 from handlers.events import ModelRegistered
 from handlers.ledger import Outcome
 from handlers.workspace import WorkspaceRef
@@ -337,7 +337,7 @@ def handle(event: ModelRegistered, ctx: HandlerContext) -> ActionResult:
         result = ctx.adapters.get("deploy").apply(plan)
     except RetryableError:
         raise  # keep the hold: Event Grid redelivers this version
-    except (PermanentError, PolicyRefused):
+    except (PermanentError, PolicyRefused, SettingError):
         ctx.ledger.update_state(key, settle(plan, deployed=False))
         raise
     ctx.ledger.update_state(key, settle(plan, deployed=result.outcome is Outcome.DONE))

@@ -1,0 +1,278 @@
+"""The deploy adapter: azure-ai-ml (SDK v2) managed and Kubernetes online endpoints.
+
+One plan becomes: the model version looked up (is it MLflow?), the endpoint created when
+missing (a PUT on an existing one is an update, so a lost race is harmless), the deployment
+created unless it already runs this model (a redelivery deploys once), then the traffic set.
+azure.ai.ml is imported inside methods only (cold start). SDK errors become ours here:
+429/408/5xx/timeouts → RetryableError, other 4xx and failed operations → PermanentError.
+Targets aci/aks go to the optional SDK v1 adapter (handlers.adapters.azureml_v1).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from handlers.actions import ActionResult, Plan
+from handlers.deploy_by_tags import DeploymentPlan
+from handlers.deploy_policy import V1_TARGETS
+from handlers.errors import AmlEventsError, PermanentError, RetryableError
+from handlers.ledger import Ledger
+from handlers.settings import SettingsReader
+from handlers.workspace import WorkspaceRef
+
+WAIT_S = "AMLEVENTS_DEPLOY_WAIT_S"
+POLL_S = "AMLEVENTS_DEPLOY_POLL_S"
+SDK_RETRIES = "AMLEVENTS_DEPLOY_SDK_RETRIES"
+HTTP_TIMEOUT_S = "AMLEVENTS_DEPLOY_HTTP_TIMEOUT_S"
+
+_BUSY = frozenset({"creating", "updating", "deleting", "scaling"})
+_RETRYABLE_STATUS = frozenset({408, 429})
+
+
+@dataclass(frozen=True)
+class AzureMlSettings:
+    """How long one delivery waits for Azure, and how hard the SDK retries by itself."""
+
+    wait_s: float = 240.0
+    poll_s: float = 15.0
+    sdk_retries: int = 3
+    http_timeout_s: float = 60.0
+
+    @classmethod
+    def from_mapping(cls, env: Mapping[str, str]) -> AzureMlSettings:
+        """Build and validate from a mapping such as os.environ."""
+        reader = SettingsReader(env)
+        # Stay under the Functions host timeout; a redelivery resumes a slow deployment.
+        settings = cls(
+            wait_s=reader.number(WAIT_S, 240.0, minimum=0.1, maximum=3600.0),
+            poll_s=reader.number(POLL_S, 15.0, minimum=0.01, maximum=300.0),
+            sdk_retries=reader.integer(SDK_RETRIES, 3, minimum=0, maximum=10),
+            http_timeout_s=reader.number(HTTP_TIMEOUT_S, 60.0, minimum=1.0, maximum=600.0))
+        reader.raise_if_invalid()
+        return settings
+
+
+def split_traffic(current: Mapping[str, int], deployment: str, percent: int) -> dict[str, int]:
+    """New traffic: `percent` to `deployment`, the rest shared by the others as they had it.
+
+    With nobody else serving, the new deployment takes everything (a canary needs a baseline).
+    """
+    zeros = {name: 0 for name in current if name.lower() != deployment.lower()}
+    others = {name: int(current[name]) for name in zeros if int(current[name]) > 0}
+    total = sum(others.values())
+    if percent >= 100 or total == 0:
+        return {**zeros, deployment: 100}
+    rest = 100 - percent
+    shares = {name: rest * share // total for name, share in others.items()}
+    # Largest remainders get the leftover points, so the sum is exactly 100.
+    leftovers = sorted(others, key=lambda n: (-(rest * others[n] % total), n))
+    for name in leftovers[: rest - sum(shares.values())]:
+        shares[name] += 1
+    return {**zeros, **shares, deployment: percent}
+
+
+def classify(exc: BaseException) -> AmlEventsError:
+    """Our error for an SDK exception: retryable (throttling, 5xx, timeouts) or permanent."""
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError, TimeoutError)):
+        return RetryableError(f"Azure ML unreachable or timed out: {exc}")
+    if isinstance(exc, HttpResponseError):
+        status = exc.status_code or 0
+        error = getattr(exc, "error", None)
+        code = getattr(error, "code", None) or ""
+        message = getattr(error, "message", None) or exc.message or str(exc)
+        text = f"ARM {status or 'error'} {code}: {message}".replace("  ", " ")
+        if status in _RETRYABLE_STATUS or status >= 500:
+            return RetryableError(text, retry_after_s=_retry_after(exc))
+        if isinstance(exc, ClientAuthenticationError) and not status:
+            return PermanentError(f"no credential for Azure ML (managed identity?): {message}")
+        return PermanentError(text)
+    return PermanentError(f"{type(exc).__name__}: {exc}")
+
+
+def _retry_after(exc: Any) -> float | None:
+    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+    raw = headers.get("Retry-After") or headers.get("retry-after")
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+class AzureMlDeployer:
+    """Deploys plans with one MLClient per workspace (built on first use, then reused)."""
+
+    def __init__(self, settings: AzureMlSettings,
+                 client_for: Callable[[WorkspaceRef], Any],
+                 v1: Callable[[DeploymentPlan], ActionResult] | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.settings = settings
+        self._client_for = client_for
+        self._v1 = v1
+        self._sleep = sleep
+        self._clients: dict[WorkspaceRef, Any] = {}
+        self._lock = threading.Lock()
+
+    def client(self, workspace: WorkspaceRef) -> Any:
+        """The MLClient of a workspace."""
+        with self._lock:
+            if workspace not in self._clients:
+                self._clients[workspace] = self._client_for(workspace)
+            return self._clients[workspace]
+
+    def apply(self, plan: Plan) -> ActionResult:
+        """Deploy the plan, or raise RetryableError / PermanentError."""
+        if not isinstance(plan, DeploymentPlan):
+            raise PermanentError(f"the deploy adapter cannot carry out {type(plan).__name__}")
+        if plan.target in V1_TARGETS:
+            if self._v1 is None:
+                raise PermanentError(f"target {plan.target} needs the SDK v1 adapter")
+            return self._v1(plan)
+        try:
+            return self._deploy(self.client(plan.workspace), plan)
+        except AmlEventsError:
+            raise
+        except Exception as exc:  # every SDK failure is classified here (re-raised)
+            raise classify(exc) from exc
+
+    def _deploy(self, ml: Any, plan: DeploymentPlan) -> ActionResult:
+        model = ml.models.get(name=plan.model_name, version=plan.model_version)
+        mlflow = str(getattr(model, "type", "")).lower() == "mlflow_model"
+        if not mlflow and not plan.environment:
+            raise PermanentError(
+                f"model {plan.model_name}:{plan.model_version} is a {model.type}, not MLflow: set "
+                "tags deploy_environment and deploy_scoring_script")
+        endpoint, created = self._endpoint(ml, plan)
+        state = self._deployment(ml, plan, model.id)
+        traffic = split_traffic(dict(endpoint.traffic or {}), plan.deployment, plan.traffic)
+        if {k: v for k, v in traffic.items() if v} != \
+                {k: int(v) for k, v in (endpoint.traffic or {}).items() if int(v)}:
+            endpoint.traffic = traffic
+            self._wait(ml.online_endpoints.begin_create_or_update(endpoint), "traffic update")
+        return ActionResult.done(plan, endpoint_created=created, deployment_state=state,
+                                 traffic=traffic, model_id=model.id)
+
+    def _endpoint(self, ml: Any, plan: DeploymentPlan) -> tuple[Any, bool]:
+        from azure.ai.ml.entities import KubernetesOnlineEndpoint, ManagedOnlineEndpoint
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            endpoint = ml.online_endpoints.get(name=plan.endpoint)
+        except ResourceNotFoundError:
+            endpoint = None
+        if endpoint is not None:
+            if _state(endpoint) in _BUSY:
+                self._settle(lambda: ml.online_endpoints.get(name=plan.endpoint), "endpoint")
+            return ml.online_endpoints.get(name=plan.endpoint), False
+        tags = {"createdBy": "amlevents", "model": plan.model_name}
+        new = (KubernetesOnlineEndpoint(name=plan.endpoint, compute=plan.compute, auth_mode="key",
+                                        tags=tags) if plan.target == "kubernetes"
+               else ManagedOnlineEndpoint(name=plan.endpoint, auth_mode="key", tags=tags))
+        self._wait(ml.online_endpoints.begin_create_or_update(new), "endpoint creation")
+        return ml.online_endpoints.get(name=plan.endpoint), True
+
+    def _deployment(self, ml: Any, plan: DeploymentPlan, model_id: str) -> str:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        def current() -> Any:
+            return ml.online_deployments.get(name=plan.deployment, endpoint_name=plan.endpoint)
+
+        try:
+            existing = current()
+        except ResourceNotFoundError:
+            existing = None
+        if existing is not None and _same_model(existing.model, model_id):
+            state = _state(existing)
+            if state == "succeeded":
+                return "already deployed"
+            if state in _BUSY:  # an earlier delivery started it: wait instead of starting again
+                self._settle(current, "deployment")
+                return "deployed"
+        self._wait(ml.online_deployments.begin_create_or_update(self._new_deployment(plan, model_id)),
+                   "deployment")
+        return "deployed"
+
+    def _new_deployment(self, plan: DeploymentPlan, model_id: str) -> Any:
+        from azure.ai.ml.entities import (
+            CodeConfiguration,
+            KubernetesOnlineDeployment,
+            ManagedOnlineDeployment,
+        )
+
+        extra: dict[str, Any] = {}
+        if plan.environment:
+            extra["environment"] = _asset_ref(plan.environment)
+            extra["code_configuration"] = CodeConfiguration(code=_asset_ref(plan.code),
+                                                            scoring_script=plan.script_path)
+        kind = KubernetesOnlineDeployment if plan.target == "kubernetes" else ManagedOnlineDeployment
+        return kind(name=plan.deployment, endpoint_name=plan.endpoint, model=model_id,
+                    instance_type=plan.instance_type, instance_count=plan.instance_count,
+                    tags={"createdBy": "amlevents", "modelVersion": plan.model_version}, **extra)
+
+    def _wait(self, poller: Any, what: str) -> Any:
+        """Wait for a long-running operation up to wait_s; longer → retry (redelivery resumes)."""
+        poller.wait(timeout=self.settings.wait_s)
+        if not poller.done():
+            raise RetryableError(f"{what} still running after {self.settings.wait_s:g}s "
+                                 f"({WAIT_S}); a redelivery will resume it")
+        return poller.result()
+
+    def _settle(self, get: Callable[[], Any], what: str) -> None:
+        """Poll a resource another delivery is provisioning until it settles, up to wait_s."""
+        deadline = time.monotonic() + self.settings.wait_s
+        while True:
+            state = _state(get())
+            if state == "succeeded":
+                return
+            if state not in _BUSY:
+                raise PermanentError(f"{what} provisioning state is {state}")
+            if time.monotonic() >= deadline:
+                raise RetryableError(f"{what} still {state} after {self.settings.wait_s:g}s "
+                                     f"({WAIT_S}); a redelivery will check again")
+            self._sleep(self.settings.poll_s)
+
+
+def _state(resource: Any) -> str:
+    """A provisioning state as lower-case text (the SDK gives str enums or plain strings)."""
+    state = getattr(resource, "provisioning_state", None)
+    return str(getattr(state, "value", state) or "").lower()
+
+
+def _same_model(current: Any, model_id: str) -> bool:
+    return str(current or "").strip().lower() == model_id.strip().lower()
+
+
+def _asset_ref(reference: str) -> str:
+    """name:version or name@latest as the SDK wants it: azureml:name:version."""
+    return reference if reference.startswith("azureml:") else f"azureml:{reference}"
+
+
+def build_deployer(env: Mapping[str, str], ledger: Ledger) -> AzureMlDeployer:
+    """The real deploy adapter: DefaultAzureCredential (managed identity when deployed)."""
+    settings = AzureMlSettings.from_mapping(env)
+    from handlers.adapters import azureml_v1
+
+    def client_for(workspace: WorkspaceRef) -> Any:
+        from azure.ai.ml import MLClient
+        from azure.identity import DefaultAzureCredential
+
+        # Custom clouds (and the tests' fake ARM) come from ARM_CLOUD_METADATA_URL and
+        # AZUREML_CURRENT_CLOUD, azure-ai-ml's supported way; MLClient ignores base_url.
+        return MLClient(DefaultAzureCredential(), workspace.subscription_id,
+                        workspace.resource_group, workspace.workspace,
+                        retry_total=settings.sdk_retries, retry_backoff_factor=0.5,
+                        connection_timeout=settings.http_timeout_s,
+                        read_timeout=settings.http_timeout_s, show_progress=False,
+                        enable_telemetry=False)
+
+    return AzureMlDeployer(settings, client_for, azureml_v1.build_v1(env))

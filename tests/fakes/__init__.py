@@ -1,0 +1,1 @@
+"""Fakes at the network edge: local servers that answer as the documented Azure REST APIs do."""

@@ -1,0 +1,297 @@
+"""The real azure-ai-ml SDK, end to end through the Dispatcher, against the fake ARM over HTTPS."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from handlers.adapters.azure_ml import AzureMlSettings, build_deployer, classify, split_traffic
+from handlers.deploy_by_tags import DeploymentPlan, decide
+from handlers.deploy_policy import DeployPolicy
+from handlers.dispatch import Dispatcher, DispatchResult
+from handlers.errors import PermanentError, RetryableError, SettingError
+from handlers.events import ModelRegistered, parse_event
+from handlers.ledger import Outcome
+from handlers.routing import ON_MODEL_REGISTERED
+from tests.fakes.arm import FakeArm, NetworkGuard, start_fake_arm
+
+Sample = Callable[[str], dict[str, Any]]
+MODEL = "sklearn_regression_model"
+ENDPOINT = "sklearn-regression-model"
+EP_PATH = r"/onlineEndpoints/sklearn-regression-model$"
+DEP_PATH = r"/onlineEndpoints/sklearn-regression-model/deployments/[^/]+$"
+
+
+@pytest.fixture
+def arm(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm]:
+    """The fake ARM with its environment applied, and no connection beyond loopback."""
+    NetworkGuard().install(monkeypatch)
+    with start_fake_arm() as fake:
+        fake.apply_env(monkeypatch)
+        yield fake
+
+
+@pytest.fixture
+def live(arm: FakeArm, tmp_path: Path) -> Callable[..., Dispatcher]:
+    """A dispatcher for the fake workspace with real deployment (dry-run off for deploy)."""
+    def build(**overrides: str) -> Dispatcher:
+        env = {"AMLEVENTS_ALLOWED_TOPICS": workspace_id(arm),
+               "AMLEVENTS_LEDGER_PATH": str(tmp_path / "ledger.sqlite3"),
+               "AMLEVENTS_DRY_RUN_DEPLOY": "false", "AMLEVENTS_DEPLOY_SDK_RETRIES": "0",
+               "AMLEVENTS_DEPLOY_WAIT_S": "20", "AMLEVENTS_DEPLOY_POLL_S": "0.05"}
+        return Dispatcher({**env, **overrides})
+    return build
+
+
+def workspace_id(arm: FakeArm) -> str:
+    return (f"/subscriptions/{arm.subscription_id}/resourceGroups/{arm.resource_group}/providers/"
+            f"Microsoft.MachineLearningServices/workspaces/{arm.workspace_name}")
+
+
+def event(sample: Sample, arm: FakeArm, version: int = 20, **tags: str) -> dict[str, Any]:
+    """The documented ModelRegistered sample, from the fake workspace, with these tags."""
+    raw = sample("model_registered")
+    raw["topic"] = workspace_id(arm)
+    raw["id"] = f"registered-{version}-{len(tags)}"
+    raw["data"].update(ModelVersion=version, ModelTags={"deploy": "true", **tags})
+    return raw
+
+
+def send(dispatcher: Dispatcher, raw: dict[str, Any]) -> DispatchResult:
+    return dispatcher.dispatch(raw, function=ON_MODEL_REGISTERED)
+
+
+def puts(arm: FakeArm, path: str) -> list[Any]:
+    return arm.requests_matching("PUT", path)
+
+
+# --- a full rollout ---------------------------------------------------------------------------
+
+def test_new_endpoint_and_deployment_over_https(arm: FakeArm, live: Callable[..., Dispatcher],
+                                                sample: Sample) -> None:
+    model_id = arm.ml.add_model(MODEL, "20")
+    result = send(live(), event(sample, arm, deploy_instance_count="2"))
+    assert result.outcome is Outcome.DONE, result.detail
+    # The fake saw the documented calls, each with a token from the managed-identity endpoint.
+    assert arm.requests_matching("GET", r"/models/sklearn_regression_model/versions/20$")
+    (endpoint_put,) = puts(arm, EP_PATH)[:1]
+    assert endpoint_put.body["properties"]["authMode"].lower() == "key"
+    deployment_put = puts(arm, DEP_PATH)
+    assert [r.path.rsplit("/", 1)[-1] for r in deployment_put] == ["v20"]
+    body = deployment_put[0].body
+    assert body["properties"]["instanceType"] == "Standard_DS3_v2"
+    assert body["sku"]["capacity"] == 2
+    assert body["properties"]["model"].lower() == model_id.lower()
+    assert body["properties"]["endpointComputeType"] == "Managed"
+    assert arm.ml.endpoint(ENDPOINT).traffic == {"v20": 100}
+    assert all(r.bearer_token for r in arm.requests if r.path != "/metadata/endpoints")
+    assert arm.token_requests
+    assert '"deployment_state":"deployed"' in result.detail and '"endpoint_created":true' in result.detail
+
+
+def test_redelivery_makes_one_deployment(arm: FakeArm, live: Callable[..., Dispatcher],
+                                         sample: Sample) -> None:
+    arm.ml.add_model(MODEL, "20")
+    dispatcher = live()
+    raw = event(sample, arm)
+    first = send(dispatcher, raw)
+    writes = len(arm.requests_matching("PUT")) + len(arm.requests_matching("PATCH"))
+    assert len(puts(arm, EP_PATH)) == 2  # creation (no traffic yet), then the traffic
+    second = send(dispatcher, raw)
+    assert (first.outcome, second.outcome, second.duplicate) == (Outcome.DONE, Outcome.DONE, True)
+    # Another event for the same registration (a second subscription, say) deploys nothing.
+    again = dict(raw, id="another-delivery-id")
+    assert send(dispatcher, again).outcome is Outcome.SKIPPED
+    assert len(arm.requests_matching("PUT")) + len(arm.requests_matching("PATCH")) == writes
+    assert len(puts(arm, DEP_PATH)) == 1
+
+
+def test_existing_endpoint_is_updated_and_canary_keeps_the_old_deployment(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    arm.ml.add_model(MODEL, "20")
+    arm.ml.add_model(MODEL, "21")
+    dispatcher = live()
+    assert send(dispatcher, event(sample, arm, 20)).outcome is Outcome.DONE
+    result = send(dispatcher, event(sample, arm, 21, deploy_traffic="10"))
+    assert result.outcome is Outcome.DONE, result.detail
+    assert arm.ml.endpoint(ENDPOINT).traffic == {"v20": 90, "v21": 10}
+    assert {d.name for d in arm.ml.deployments(ENDPOINT)} == {"v20", "v21"}
+    # One endpoint creation, then a traffic update on the existing endpoint.
+    traffic_puts = [r.body["properties"].get("traffic") for r in puts(arm, EP_PATH)]
+    assert traffic_puts[-1] == {"v20": 90, "v21": 10}
+
+
+def test_out_of_order_v21_then_v20_deploys_only_v21(arm: FakeArm, live: Callable[..., Dispatcher],
+                                                    sample: Sample) -> None:
+    arm.ml.add_model(MODEL, "20")
+    arm.ml.add_model(MODEL, "21")
+    dispatcher = live()
+    assert send(dispatcher, event(sample, arm, 21)).outcome is Outcome.DONE
+    older = send(dispatcher, event(sample, arm, 20))
+    assert older.outcome is Outcome.SKIPPED and "version 21 is deployed" in older.detail
+    assert [r.path.rsplit("/", 1)[-1] for r in puts(arm, DEP_PATH)] == ["v21"]
+    assert arm.ml.endpoint(ENDPOINT).traffic == {"v21": 100}
+
+
+def test_kubernetes_target(arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    arm.ml.add_model(MODEL, "20")
+    dispatcher = live(AMLEVENTS_DEPLOY_ALLOWED_TARGETS="managed,kubernetes",
+                      AMLEVENTS_DEPLOY_ALLOWED_COMPUTES="k8s-prod")
+    result = send(dispatcher, event(sample, arm, deploy_target="kubernetes"))
+    assert result.outcome is Outcome.DONE, result.detail
+    endpoint = arm.ml.endpoint(ENDPOINT)
+    assert endpoint is not None and endpoint.compute and endpoint.compute.endswith("/k8s-prod")
+    deployment = arm.ml.deployment(ENDPOINT, "v20")
+    assert deployment is not None and deployment.compute_type == "Kubernetes"
+    assert deployment.instance_type == "defaultinstancetype"
+
+
+def test_custom_model_needs_environment_and_script(arm: FakeArm, live: Callable[..., Dispatcher],
+                                                   sample: Sample) -> None:
+    arm.ml.add_model(MODEL, "20", mlflow=False)
+    result = send(live(), event(sample, arm))
+    assert result.outcome is Outcome.FAILED
+    assert "set tags deploy_environment and deploy_scoring_script" in result.detail
+    assert not puts(arm, DEP_PATH)
+
+
+def test_custom_model_with_environment_and_scoring_script(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    arm.ml.add_model(MODEL, "20", mlflow=False)
+    env_id = arm.ml.add_environment("sk-env", "3")
+    result = send(live(), event(sample, arm, deploy_environment="sk-env:3",
+                                deploy_scoring_script="score-code:2/src/score.py"))
+    assert result.outcome is Outcome.DONE, result.detail
+    props = puts(arm, DEP_PATH)[0].body["properties"]
+    assert props["environmentId"].lower() == env_id.lower()
+    assert props["codeConfiguration"]["scoringScript"] == "src/score.py"
+    assert props["codeConfiguration"]["codeId"].lower().endswith("/codes/score-code/versions/2")
+
+
+# --- faults -----------------------------------------------------------------------------------
+
+def test_429_with_retry_after_is_retried_then_succeeds(arm: FakeArm,
+                                                       live: Callable[..., Dispatcher],
+                                                       sample: Sample) -> None:
+    arm.ml.add_model(MODEL, "20")
+    arm.fail_next("PUT", DEP_PATH, 429, headers={"Retry-After": "7"})
+    dispatcher, raw = live(), event(sample, arm)
+    first = send(dispatcher, raw)
+    assert first.outcome is Outcome.RETRY and first.should_retry
+    assert "429" in first.detail
+    second = send(dispatcher, raw)  # Event Grid redelivers the same event
+    assert second.outcome is Outcome.DONE, second.detail
+    assert arm.ml.endpoint(ENDPOINT).traffic == {"v20": 100}
+    assert len(arm.ml.deployments(ENDPOINT)) == 1
+
+
+def test_sdk_retries_absorb_a_short_throttle(arm: FakeArm, live: Callable[..., Dispatcher],
+                                             sample: Sample) -> None:
+    arm.ml.add_model(MODEL, "20")
+    arm.fail_next("PUT", DEP_PATH, 429, headers={"Retry-After": "0"})
+    result = send(live(AMLEVENTS_DEPLOY_SDK_RETRIES="2"), event(sample, arm))
+    assert result.outcome is Outcome.DONE, result.detail
+    assert len(puts(arm, DEP_PATH)) == 2
+
+
+def test_503_is_retried(arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    arm.ml.add_model(MODEL, "20")
+    arm.fail_next("GET", r"/models/sklearn_regression_model/versions/20$", 503)
+    dispatcher, raw = live(), event(sample, arm)
+    assert send(dispatcher, raw).outcome is Outcome.RETRY
+    assert send(dispatcher, raw).outcome is Outcome.DONE
+
+
+def test_400_fails_with_the_arm_message(arm: FakeArm, live: Callable[..., Dispatcher],
+                                        sample: Sample) -> None:
+    arm.ml.add_model(MODEL, "20")
+    arm.fail_next("PUT", DEP_PATH, 400, body={"error": {
+        "code": "BadArgument", "message": "Not enough quota for Standard_DS3_v2 in westeurope."}})
+    dispatcher, raw = live(), event(sample, arm)
+    result = send(dispatcher, raw)
+    assert result.outcome is Outcome.FAILED and not result.should_retry
+    assert "Not enough quota for Standard_DS3_v2" in result.detail and "400" in result.detail
+    # Recorded, not retried: the redelivery is a duplicate, and the endpoint hold is released.
+    assert send(dispatcher, raw).duplicate
+
+
+def test_failed_operation_fails(arm: FakeArm, live: Callable[..., Dispatcher],
+                                sample: Sample) -> None:
+    arm.ml.add_model(MODEL, "20")
+    arm.fail_next_lro("PUT", DEP_PATH, code="ImageBuildFailure", message="Image build failed.")
+    result = send(live(), event(sample, arm))
+    assert result.outcome is Outcome.FAILED
+    assert "Image build failed." in result.detail
+
+
+def test_slow_operation_retries_then_resumes(arm: FakeArm, live: Callable[..., Dispatcher],
+                                             sample: Sample) -> None:
+    arm.ml.add_model(MODEL, "20")
+    arm.lro_in_progress_polls, arm.lro_retry_after_ms = 30, 50
+    dispatcher, raw = live(AMLEVENTS_DEPLOY_WAIT_S="0.3"), event(sample, arm)
+    first = send(dispatcher, raw)
+    assert first.outcome is Outcome.RETRY and "still" in first.detail
+    arm.lro_in_progress_polls = 0
+    deadline = time.monotonic() + 10
+    result = send(dispatcher, raw)
+    while result.outcome is Outcome.RETRY and time.monotonic() < deadline:
+        result = send(dispatcher, raw)
+    assert result.outcome is Outcome.DONE, result.detail
+    assert len(puts(arm, DEP_PATH)) == 1  # the redelivery waited for it instead of starting again
+
+
+def test_adapter_alone_is_idempotent(arm: FakeArm, sample: Sample, tmp_path: Path) -> None:
+    arm.ml.add_model(MODEL, "20")
+    deployer = build_deployer({"AMLEVENTS_DEPLOY_SDK_RETRIES": "0"}, None)  # type: ignore[arg-type]
+    event_ = parse_event(event(sample, arm))
+    assert isinstance(event_, ModelRegistered)
+    plan = decide(event_, DeployPolicy())
+    assert isinstance(plan, DeploymentPlan)
+    first, second = deployer.apply(plan), deployer.apply(plan)
+    assert '"deployment_state":"deployed"' in first.detail
+    assert '"deployment_state":"already deployed"' in second.detail
+    assert len(puts(arm, DEP_PATH)) == 1 and len(puts(arm, EP_PATH)) == 2
+
+
+def test_hung_request_times_out_and_retries(arm: FakeArm, live: Callable[..., Dispatcher],
+                                            sample: Sample) -> None:
+    arm.ml.add_model(MODEL, "20")
+    arm.delay_next("GET", r"/models/sklearn_regression_model/versions/20$", 3.0)
+    result = send(live(AMLEVENTS_DEPLOY_HTTP_TIMEOUT_S="1"), event(sample, arm))
+    assert result.outcome is Outcome.RETRY
+
+
+# --- pure parts -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("current", "percent", "expected"), [
+    ({}, 100, {"new": 100}),
+    ({}, 10, {"new": 100}),
+    ({"old": 100}, 100, {"old": 0, "new": 100}),
+    ({"old": 100}, 10, {"old": 90, "new": 10}),
+    ({"a": 50, "b": 50}, 25, {"a": 38, "b": 37, "new": 25}),
+    ({"a": 70, "b": 30, "c": 0}, 0, {"a": 70, "b": 30, "c": 0, "new": 0}),
+    ({"new": 100}, 20, {"new": 100}),
+    ({"old": 90, "new": 10}, 50, {"old": 50, "new": 50}),
+])
+def test_split_traffic(current: dict[str, int], percent: int, expected: dict[str, int]) -> None:
+    result = split_traffic(current, "new", percent)
+    assert result == expected and sum(result.values()) == 100
+
+
+def test_settings_defaults_and_errors() -> None:
+    assert AzureMlSettings.from_mapping({}) == AzureMlSettings(240.0, 15.0, 3, 60.0)
+    with pytest.raises(SettingError) as caught:
+        AzureMlSettings.from_mapping({"AMLEVENTS_DEPLOY_WAIT_S": "forever"})
+    assert caught.value.setting == "AMLEVENTS_DEPLOY_WAIT_S"
+
+
+def test_classify_transport_errors() -> None:
+    from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+
+    assert isinstance(classify(ServiceRequestError("refused")), RetryableError)
+    assert isinstance(classify(ServiceResponseError("read timed out")), RetryableError)
+    assert isinstance(classify(ValueError("bad")), PermanentError)
