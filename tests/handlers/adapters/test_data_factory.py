@@ -1,0 +1,329 @@
+"""The Data Factory runner: the REAL DataFactoryManagementClient over HTTPS to the shared fake ARM,
+through the real Dispatcher with AMLEVENTS_DRY_RUN_RETRAIN=false and managed identity."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from handlers.adapters.data_factory import build_runner, retry_after_s, state_key
+from handlers.dispatch import Dispatcher, DispatchResult
+from handlers.drift_retrain import RetrainPlan, decide
+from handlers.errors import SettingError
+from handlers.events import DatasetDriftDetected, parse_event
+from handlers.ledger import Outcome
+from handlers.retrain_settings import (
+    ARM_ENDPOINT,
+    COOLDOWN_S,
+    MONITOR_THRESHOLDS,
+    READ_RETRIES,
+    ROUTES,
+    TIMEOUT_S,
+    RetrainSettings,
+)
+from handlers.routing import ON_DRIFT_DETECTED
+from tests.fakes.arm import FakeArm, NetworkGuard, RecordedRequest, Reply, arm_error, start_fake_arm
+
+Sample = Callable[[str], dict[str, Any]]
+FACTORY, PIPELINE, OTHER_PIPELINE = "adf-amlevents", "retrain-model", "retrain-other"
+MONITOR_ID = "01d29aa4-e6a4-470a-9ef3-66660d21f8ef"
+FACTORY_PATH = (r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
+                r"Microsoft\.DataFactory/factories/(?P<factory>[^/]+)")
+CREATE = rf"/pipelines/{PIPELINE}/createRun$"
+QUERY = r"/queryPipelineRuns$"
+
+
+# -- extension of the shared fake: queryPipelineRuns (arm_adf.py does not serve it) ------------
+
+def serve_query_pipeline_runs(arm: FakeArm, *, page_size: int = 100) -> None:
+    """POST .../queryPipelineRuns as the REST reference documents: RunFilterParameters in,
+    {"value": [PipelineRun], "continuationToken"} out (learn.microsoft.com/rest/api/datafactory/
+    pipeline-runs/query-by-factory); filters on PipelineName and Status, paged by `page_size`."""
+    def query(request: RecordedRequest, match: re.Match[str]) -> Reply:
+        body = request.body if isinstance(request.body, dict) else {}
+        if not body.get("lastUpdatedAfter") or not body.get("lastUpdatedBefore"):
+            return arm_error(400, "BadRequest",
+                             "lastUpdatedAfter and lastUpdatedBefore are required.")
+        after, before = _when(body["lastUpdatedAfter"]), _when(body["lastUpdatedBefore"])
+        runs = [view.raw for view in arm.adf.runs() if view.factory == match["factory"].lower()
+                and after <= _when(view.raw["lastUpdated"]) <= before]
+        for rule in body.get("filters") or []:
+            field = {"pipelinename": "pipelineName", "status": "status"}.get(
+                str(rule.get("operand", "")).lower())
+            if field is None:
+                return arm_error(400, "BadRequest", f"Unsupported operand {rule.get('operand')}.")
+            wanted = {str(v).lower() for v in rule.get("values") or []}
+            keep = str(rule.get("operator", "")).lower() in ("equals", "in")
+            runs = [r for r in runs if (str(r[field]).lower() in wanted) == keep]
+        start = int(body.get("continuationToken") or 0)
+        more = start + page_size < len(runs)
+        return Reply(200, {"value": runs[start:start + page_size],
+                           "continuationToken": str(start + page_size) if more else None})
+
+    arm.add_route("POST", FACTORY_PATH + QUERY, query)
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+# -- fixtures and helpers ------------------------------------------------------------------
+
+@pytest.fixture
+def arm(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm]:
+    """The shared fake ARM (managed identity, CA) with the retraining pipelines declared."""
+    guard = NetworkGuard().install(monkeypatch)
+    with start_fake_arm() as fake:
+        fake.apply_env(monkeypatch)
+        fake.adf.add_pipeline(FACTORY, PIPELINE)
+        fake.adf.add_pipeline(FACTORY, OTHER_PIPELINE)
+        serve_query_pipeline_runs(fake, page_size=1)  # small pages: the runner must follow tokens
+        yield fake
+    assert guard.attempts == []
+
+
+def target(arm: FakeArm, pipeline: str = PIPELINE) -> dict[str, str]:
+    return {"subscription": arm.subscription_id, "resourceGroup": arm.resource_group,
+            "factory": FACTORY, "pipeline": pipeline}
+
+
+@pytest.fixture
+def live(arm: FakeArm, base_env: dict[str, str]) -> Callable[..., Dispatcher]:
+    """A Dispatcher with real retraining against the fake: myDriftMonitor → PIPELINE."""
+    def build(clock: Callable[[], float] = time.time, **overrides: str) -> Dispatcher:
+        env = {**base_env, "AMLEVENTS_DRY_RUN_RETRAIN": "false", ARM_ENDPOINT: arm.url,
+               ROUTES: json.dumps({"myDriftMonitor": target(arm)}), TIMEOUT_S: "1",
+               READ_RETRIES: "0"}
+        return Dispatcher({**env, **overrides}, clock=clock)
+    return build
+
+
+def drift(sample: Sample, event_id: str = "drift-1", **data: Any) -> dict[str, Any]:
+    raw = sample("dataset_drift_detected")
+    raw["id"] = event_id
+    raw["data"].update(data)
+    return raw
+
+
+def deliver(dispatcher: Dispatcher, raw: dict[str, Any]) -> DispatchResult:
+    return dispatcher.dispatch(raw, function=ON_DRIFT_DETECTED)
+
+
+def run_id_of(result: DispatchResult) -> str:
+    return str(json.loads(result.detail)["run_id"])
+
+
+# -- tests ---------------------------------------------------------------------------------
+
+def test_starts_the_run_with_event_parameters_and_a_managed_identity_token(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    # GIVEN a routed monitor WHEN the sample drift (0.835) arrives THEN one run is started
+    result = deliver(live(), drift(sample))
+    assert result.outcome is Outcome.DONE, result.detail
+    [create] = arm.requests_matching("POST", CREATE)
+    assert create.path == (f"/subscriptions/{arm.subscription_id}/resourceGroups/"
+                           f"{arm.resource_group}/providers/Microsoft.DataFactory/factories/"
+                           f"{FACTORY}/pipelines/{PIPELINE}/createRun")
+    assert create.api_version == "2018-06-01"
+    assert create.body == {
+        "monitorName": "myDriftMonitor", "monitorId": MONITOR_ID,
+        "driftRunId": f"{MONITOR_ID}_1571590300380",
+        "baseDatasetId": "3c56d136-0f64-4657-a0e8-5162089a88a3",
+        "targetDatasetId": "d7e74d2e-c972-4266-b5fb-6c9c182d2a74",
+        "driftCoefficient": 0.8350349068479208, "windowStart": "2019-07-04T00:00:00+00:00",
+        "windowEnd": "2019-07-05T00:00:00+00:00",
+        "amleventsRequestId": json.loads(result.detail)["request_id"]}
+    assert create.bearer_token and all(r.bearer_token for r in arm.requests)
+    assert arm.token_requests[0].query["resource"].rstrip("/") == arm.url  # scope of our endpoint
+    [run] = arm.adf.runs()
+    assert run_id_of(result) == run.run_id and run.run_id in result.detail
+    assert PIPELINE in result.action and "0.835" in result.action
+
+
+def test_below_threshold_touches_nothing(arm: FakeArm, live: Callable[..., Dispatcher],
+                                        sample: Sample) -> None:
+    strict = live(**{MONITOR_THRESHOLDS: json.dumps({"myDriftMonitor": 0.9})})
+    result = deliver(strict, drift(sample))
+    assert result.outcome is Outcome.SKIPPED and "0.9000" in result.detail
+    assert arm.requests == [] and arm.adf.runs() == []
+
+
+def test_routing_sends_each_monitor_to_its_pipeline_and_skips_the_unrouted(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    dispatcher = live(**{ROUTES: json.dumps({"myDriftMonitor": target(arm),
+                                             "otherMonitor": target(arm, OTHER_PIPELINE)})})
+    first = deliver(dispatcher, drift(sample, "a"))
+    other = deliver(dispatcher, drift(sample, "b", DataDriftName="otherMonitor",
+                                      DataDriftId="22222222-0000-0000-0000-000000000000"))
+    unrouted = deliver(dispatcher, drift(sample, "c", DataDriftName="lonelyMonitor",
+                                         DataDriftId="33333333-0000-0000-0000-000000000000"))
+    assert (first.outcome, other.outcome) == (Outcome.DONE, Outcome.DONE)
+    assert [r.pipeline for r in arm.adf.runs()] == [PIPELINE, OTHER_PIPELINE]
+    assert unrouted.outcome is Outcome.SKIPPED and "lonelyMonitor" in unrouted.detail
+    assert len(arm.requests_matching("POST", "/createRun$")) == 2
+
+
+def test_in_progress_run_refuses_a_second_one_until_it_ends(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    dispatcher = live()
+    started = run_id_of(deliver(dispatcher, drift(sample, "first")))
+    for status in ("Queued", "InProgress"):
+        arm.adf.set_run_status(started, status)
+        refused = deliver(dispatcher, drift(sample, f"while-{status}"))
+        assert refused.outcome is Outcome.SKIPPED
+        assert started in refused.detail and status in refused.detail
+    assert arm.requests_matching("GET", rf"/pipelineruns/{started}$")
+    arm.adf.set_run_status(started, "Succeeded")
+    after = deliver(dispatcher, drift(sample, "after"))
+    assert after.outcome is Outcome.DONE and run_id_of(after) != started
+    assert len(arm.adf.runs()) == 2
+
+
+def test_cooldown_skips_until_it_has_passed(arm: FakeArm, live: Callable[..., Dispatcher],
+                                           sample: Sample) -> None:
+    now = [time.time()]
+    dispatcher = live(clock=lambda: now[0], **{COOLDOWN_S: "3600"})
+    started = run_id_of(deliver(dispatcher, drift(sample, "first")))
+    arm.adf.set_run_status(started, "Succeeded")
+    now[0] += 600
+    cooling = deliver(dispatcher, drift(sample, "soon"))
+    assert cooling.outcome is Outcome.SKIPPED
+    assert "cooldown" in cooling.detail and started in cooling.detail
+    assert COOLDOWN_S in cooling.detail
+    now[0] += 3600
+    assert deliver(dispatcher, drift(sample, "later")).outcome is Outcome.DONE
+    assert len(arm.adf.runs()) == 2
+
+
+def test_redelivery_of_a_done_event_starts_nothing(arm: FakeArm, live: Callable[..., Dispatcher],
+                                                  sample: Sample) -> None:
+    dispatcher = live()
+    first = deliver(dispatcher, drift(sample))
+    again = deliver(dispatcher, drift(sample))
+    assert first.outcome is Outcome.DONE and again.duplicate and again.detail == first.detail
+    assert len(arm.requests_matching("POST", CREATE)) == 1
+
+
+def test_runner_answers_a_replayed_plan_from_ledger_state(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    # A delivery whose outcome never reached the ledger (host died) reaches the runner again.
+    dispatcher = live()
+    event = parse_event(drift(sample))
+    assert isinstance(event, DatasetDriftDetected)
+    plan = decide(event, RetrainSettings.from_mapping(dispatcher.env), 0.3)
+    assert isinstance(plan, RetrainPlan)
+    runner = build_runner(dispatcher.env, dispatcher.ledger)
+    first, replay = runner.apply(plan), runner.apply(plan)
+    assert replay.outcome is Outcome.DONE
+    assert json.loads(replay.detail)["run_id"] == json.loads(first.detail)["run_id"]
+    assert len(arm.requests_matching("POST", CREATE)) == 1
+
+
+def test_accepted_but_timed_out_is_reconciled_without_a_second_run(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample,
+        backend_env: dict[str, str]) -> None:
+    # GIVEN ADF accepts createRun but answers after our 1 s timeout (each ledger store in turn)
+    arm.adf.accept_then_time_out(PIPELINE, seconds=3)
+    dispatcher = live(**backend_env)
+    first = deliver(dispatcher, drift(sample))
+    assert first.outcome is Outcome.RETRY and "no answer" in first.detail
+    [created] = arm.adf.runs()
+    # an unrelated run of the same pipeline, so the lookup must match on the request id
+    deliver(live(**{ROUTES: json.dumps({"otherMonitor": target(arm)})}),
+            drift(sample, "noise", DataDriftName="otherMonitor", DataDriftId="other-id"))
+    # WHEN Event Grid redelivers THEN the runner finds the run by its request id: no second run
+    again = deliver(dispatcher, drift(sample))
+    assert again.outcome is Outcome.DONE, again.detail
+    assert run_id_of(again) == created.run_id and json.loads(again.detail)["reconciled"]
+    assert len(arm.adf.runs(PIPELINE)) == 2  # the lost-answer run and the unrelated one
+    assert len(arm.requests_matching("POST", CREATE)) == 2  # first delivery + the unrelated one
+    queries = arm.requests_matching("POST", QUERY)
+    assert queries and queries[0].body["filters"] == [
+        {"operand": "PipelineName", "operator": "Equals", "values": [PIPELINE]}]
+    state = dispatcher.ledger.get_state(state_key(MONITOR_ID)) or {}
+    assert "pending" not in state and state["last"]["run_id"] == created.run_id
+
+
+def test_a_lost_answer_still_counts_as_the_running_run_for_other_events(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    arm.adf.accept_then_time_out(PIPELINE, seconds=3)
+    dispatcher = live()
+    assert deliver(dispatcher, drift(sample, "first")).outcome is Outcome.RETRY
+    [created] = arm.adf.runs()
+    later = deliver(dispatcher, drift(sample, "second"))
+    assert later.outcome is Outcome.SKIPPED and created.run_id in later.detail
+    assert len(arm.adf.runs()) == 1
+
+
+def test_throttled_429_retries_with_retry_after_then_succeeds(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    arm.fail_next("POST", CREATE, 429, headers={"Retry-After": "7"})
+    dispatcher = live()
+    throttled = deliver(dispatcher, drift(sample))
+    assert throttled.outcome is Outcome.RETRY and throttled.should_retry
+    assert "429" in throttled.detail and "Retry-After 7" in throttled.detail
+    assert arm.adf.runs() == []
+    again = deliver(dispatcher, drift(sample))
+    assert again.outcome is Outcome.DONE and len(arm.adf.runs()) == 1
+
+
+def test_503_is_retried_and_the_redelivery_starts_exactly_one_run(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    arm.fail_next("POST", CREATE, 503)
+    dispatcher = live(**{READ_RETRIES: "2"})  # reads may be retried by azure-core; createRun not
+    unavailable = deliver(dispatcher, drift(sample))
+    assert unavailable.outcome is Outcome.RETRY and "503" in unavailable.detail
+    assert len(arm.requests_matching("POST", CREATE)) == 1  # azure-core did not re-POST
+    assert deliver(dispatcher, drift(sample)).outcome is Outcome.DONE
+    assert len(arm.adf.runs()) == 1
+
+
+def test_400_fails_with_adf_message_and_leaves_no_intent(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    message = "The parameters driftCoefficient are not valid for pipeline retrain-model."
+    arm.fail_next("POST", CREATE, 400, body={"error": {"code": "BadRequest", "message": message}})
+    dispatcher = live()
+    failed = deliver(dispatcher, drift(sample))
+    assert failed.outcome is Outcome.FAILED and message in failed.detail
+    assert "BadRequest" in failed.detail and not failed.should_retry
+    assert "pending" not in (dispatcher.ledger.get_state(state_key(MONITOR_ID)) or {})
+
+
+def test_unknown_pipeline_fails_with_adf_message(arm: FakeArm, live: Callable[..., Dispatcher],
+                                                sample: Sample) -> None:
+    missing = live(**{ROUTES: json.dumps({"myDriftMonitor": target(arm, "no-such-pipeline")})})
+    result = deliver(missing, drift(sample))
+    assert result.outcome is Outcome.FAILED and "Entity no-such-pipeline not found" in result.detail
+
+
+def test_unreachable_arm_is_retryable(arm: FakeArm, live: Callable[..., Dispatcher],
+                                      sample: Sample) -> None:
+    closed = live(**{ARM_ENDPOINT: "https://127.0.0.1:9"})
+    result = deliver(closed, drift(sample))
+    assert result.outcome is Outcome.RETRY and arm.adf.runs() == []
+
+
+def test_placeholder_plan_is_never_sent(arm: FakeArm, base_env: dict[str, str],
+                                        sample: Sample) -> None:
+    event = parse_event(drift(sample))
+    assert isinstance(event, DatasetDriftDetected)
+    plan = decide(event, RetrainSettings.from_mapping({}), 0.3, dry_run=True)
+    assert isinstance(plan, RetrainPlan) and plan.placeholder
+    runner = build_runner({**base_env, ARM_ENDPOINT: arm.url}, Dispatcher(base_env).ledger)
+    with pytest.raises(SettingError) as caught:
+        runner.apply(plan)
+    assert caught.value.setting == ROUTES and arm.requests == []
+
+
+@pytest.mark.parametrize(("headers", "expected"), [
+    ({"Retry-After": "12"}, 12.0), ({"retry-after-ms": "1500"}, 1.5),
+    ({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0), ({}, None),
+])
+def test_retry_after_forms(headers: dict[str, str], expected: float | None) -> None:
+    assert retry_after_s(headers) == expected
