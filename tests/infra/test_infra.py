@@ -1,0 +1,364 @@
+"""Infrastructure checks that need no Bicep CLI and no network.
+
+The Bicep CLI downloads a native binary, so the template cannot be compiled here. These tests check
+what can be checked from the text: the subscriptions file against its schema, that it targets real
+Event Grid functions and event types they accept, that the template reads it with loadJsonContent,
+that every app setting the template sets is a documented one, structural sanity of the template,
+the parameters example, and the CI workflow.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ROOT / "infra"
+BICEP = INFRA / "main.bicep"
+SUBSCRIPTIONS = INFRA / "subscriptions.json"
+SCHEMA = INFRA / "subscriptions.schema.json"
+PARAMETERS_EXAMPLE = INFRA / "main.parameters.example.json"
+SAMPLE_SETTINGS = ROOT / "local.settings.sample.json"
+WORKFLOW = ROOT / ".github" / "workflows" / "ci-cd.yml"
+
+# Settings the platform needs that a local run does not (so they are not in the sample file).
+PLATFORM_SETTINGS = frozenset({
+    "FUNCTIONS_EXTENSION_VERSION", "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "AZURE_CLIENT_ID"})
+PLATFORM_PREFIXES = ("AzureWebJobsStorage__",)  # identity-based host storage connection
+# Flex Consumption takes these from functionAppConfig or drops them; setting them fails the deploy.
+FLEX_REJECTED_SETTINGS = frozenset({
+    "FUNCTIONS_EXTENSION_VERSION", "FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_WORKER_RUNTIME_VERSION",
+    "WEBSITE_RUN_FROM_PACKAGE", "WEBSITE_CONTENTSHARE", "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+    "SCM_DO_BUILD_DURING_DEPLOYMENT", "ENABLE_ORYX_BUILD"})
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file of the repository."""
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _skip_string(text: str, i: int, out: list[str]) -> int:
+    """Past a Bicep '...' string starting at text[i]; interpolations `${...}` stay as code."""
+    out.append("'")
+    i += 1
+    while i < len(text):
+        char = text[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == "'":
+            out.append("'")
+            return i + 1
+        if text.startswith("${", i):
+            out.append("${")
+            i = _scan(text, i + 2, out, until="}")
+            out.append("}")
+            continue
+        i += 1
+    raise AssertionError("unterminated string in main.bicep")
+
+
+def _scan(text: str, i: int, out: list[str], until: str = "") -> int:
+    """Copy code to `out` without comments and string contents; stop at an unmatched `until`."""
+    depth = 0
+    while i < len(text):
+        if text.startswith("//", i):
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+        elif text.startswith("/*", i):
+            i = text.index("*/", i) + 2
+        elif text[i] == "'":
+            i = _skip_string(text, i, out)
+        else:
+            char = text[i]
+            if until and char == until and depth == 0:
+                return i + 1
+            depth += {"{": 1, "}": -1}.get(char, 0) if until else 0
+            out.append(char)
+            i += 1
+    return i
+
+
+@cache
+def bicep_code() -> str:
+    """main.bicep without comments and with string contents removed (interpolations kept)."""
+    out: list[str] = []
+    _scan(BICEP.read_text(encoding="utf-8"), 0, out)
+    return "".join(out)
+
+
+def object_keys(var_name: str) -> list[str]:
+    """Top-level keys of `var <var_name> = { ... }` in main.bicep."""
+    code = bicep_code()
+    match = re.search(rf"^var {var_name} = \{{", code, re.MULTILINE)
+    assert match, f"main.bicep has no `var {var_name} = {{` block"
+    keys, depth = [], 1
+    for line in code[match.end():].splitlines():
+        if depth == 1 and (key := re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*:", line)):
+            keys.append(key.group(1))
+        depth += line.count("{") - line.count("}")
+        if depth <= 0:
+            return keys
+    raise AssertionError(f"unbalanced braces after `var {var_name}`")
+
+
+def template_settings() -> dict[str, list[str]]:
+    """App setting names the template sets, by block."""
+    return {block: object_keys(block) for block in ("platformSettings", "amleventsSettings")}
+
+
+def subscriptions() -> list[dict[str, Any]]:
+    """The entries of infra/subscriptions.json."""
+    return list(read_json(SUBSCRIPTIONS)["subscriptions"])
+
+
+# --- the subscriptions file ----------------------------------------------------------------------
+
+
+def test_subscriptions_file_is_valid_against_its_schema() -> None:
+    schema = read_json(SCHEMA)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+              for e in validator.iter_errors(read_json(SUBSCRIPTIONS))]
+    assert errors == []
+    assert subscriptions(), "the subscriptions file should ship subscriptions"
+
+
+def test_schema_rejects_what_event_grid_rejects() -> None:
+    # GIVEN a valid subscription, WHEN one field breaks an Event Grid rule, THEN the schema says so
+    validator = jsonschema.Draft202012Validator(read_json(SCHEMA))
+    good = subscriptions()[0]
+    broken = [
+        {**good, "retryPolicy": {"maxDeliveryAttempts": 31}},
+        {**good, "retryPolicy": {"eventTimeToLiveInMinutes": 1441}},
+        {**good, "name": "x"},
+        {**good, "filter": {"advancedFilters": [{"operatorType": "StringIn", "key": "data.a",
+                                                 "value": "one"}]}},
+        {**good, "deadLetter": {"blobContainerName": "Bad_Name"}},
+    ]
+    for subscription in broken:
+        assert not validator.is_valid({"subscriptions": [subscription]}), subscription
+
+
+def test_subscription_names_are_unique() -> None:
+    names = [s["name"].lower() for s in subscriptions()]
+    assert len(names) == len(set(names))
+
+
+@cache
+def event_grid_functions() -> frozenset[str]:
+    """Lower-case names of function_app.py's Event Grid-triggered functions."""
+    import function_app
+    from amlevents.local_host import load_functions
+
+    return frozenset(load_functions(function_app.app).event_grid)
+
+
+def test_every_target_function_is_an_event_grid_function_of_the_app() -> None:
+    # Event Grid refuses an AzureFunction destination whose trigger is not Event Grid.
+    missing = {s["name"]: s["function"] for s in subscriptions()
+               if s["function"].lower() not in event_grid_functions()}
+    assert missing == {}, f"the app's Event Grid functions: {sorted(event_grid_functions())}"
+
+
+def test_every_included_event_type_is_accepted_by_its_function() -> None:
+    from handlers.events import ML_EVENT_TYPES
+    from handlers.routing import accepts
+
+    for subscription in subscriptions():
+        types = subscription["filter"].get("includedEventTypes", ML_EVENT_TYPES)
+        refused = [t for t in types if not accepts(subscription["function"], t)]
+        assert refused == [], f"{subscription['name']}: {subscription['function']} refuses them"
+
+
+# --- the Bicep template --------------------------------------------------------------------------
+
+
+def test_template_generates_the_subscriptions_from_the_file() -> None:
+    raw = BICEP.read_text(encoding="utf-8")
+    assert re.search(r"^var subscriptionsFile = loadJsonContent\('subscriptions\.json'\)$", raw,
+                     re.MULTILINE)
+    loop = re.search(r"^resource \w+ 'Microsoft\.EventGrid/systemTopics/eventSubscriptions@"
+                     r"[\d-]+' = \[\n\s*for sub in eventSubscriptions: "
+                     r"if \(deployEventSubscriptions\) \{\n"
+                     r"(?P<body>.*?)^\]$", raw, re.MULTILINE | re.DOTALL)
+    assert loop, "one event subscription per entry of the file"
+    body = loop["body"]
+    assert "resourceId: '${functionApp.id}/functions/${sub.function}'" in body
+    assert "endpointType: 'AzureFunction'" in body
+    assert "name: sub.name" in body
+    # Every field of the file reaches ARM (with Event Grid's default when the file omits it).
+    for field in ("includedEventTypes", "subjectBeginsWith", "subjectEndsWith",
+                  "isSubjectCaseSensitive", "enableAdvancedFilteringOnArrays", "advancedFilters",
+                  "maxDeliveryAttempts", "eventTimeToLiveInMinutes", "maxEventsPerBatch",
+                  "preferredBatchSizeInKilobytes", "eventDeliverySchema", "blobContainerName"):
+        assert re.search(rf"\b{field}: sub\.", body), field
+    assert "deadLetterWithResourceIdentity:" in body and "endpointType: 'StorageBlob'" in body
+    assert "topicType: 'Microsoft.MachineLearningServices.Workspaces'" in raw
+
+
+def test_template_sets_only_documented_app_settings() -> None:
+    sample = set(read_json(SAMPLE_SETTINGS)["Values"])
+    settings = template_settings()
+    undocumented = [n for n in settings["amleventsSettings"] if n not in sample]
+    assert undocumented == [], "add these to local.settings.sample.json (and README) or drop them"
+    not_platform = [n for n in settings["platformSettings"]
+                    if n not in PLATFORM_SETTINGS and not n.startswith(PLATFORM_PREFIXES)]
+    assert not_platform == []
+    rejected = FLEX_REJECTED_SETTINGS & {n for names in settings.values() for n in names}
+    assert rejected == set(), "Flex Consumption rejects these app settings"
+    union = "properties: union(platformSettings, amleventsSettings, extraAppSettings)"
+    assert union in bicep_code()
+
+
+def test_template_gives_the_app_its_identity() -> None:
+    platform = template_settings()["platformSettings"]
+    assert {"AZURE_CLIENT_ID", "AzureWebJobsStorage__accountName",
+            "AzureWebJobsStorage__credential", "AzureWebJobsStorage__clientId",
+            "APPLICATIONINSIGHTS_CONNECTION_STRING"} <= set(platform)
+
+
+def test_template_braces_balance_outside_strings_and_comments() -> None:
+    code = bicep_code()
+    stack: list[str] = []
+    pairs = {")": "(", "]": "[", "}": "{"}
+    for line_number, line in enumerate(code.splitlines(), start=1):
+        for char in line:
+            if char in "([{":
+                stack.append(char)
+            elif char in pairs:
+                assert stack and stack.pop() == pairs[char], f"{char!r} near line {line_number}"
+    assert stack == []
+
+
+def declared(kind: str) -> set[str]:
+    """Names declared in main.bicep as `param`, `var`, `resource` or `output`."""
+    return set(re.findall(rf"^{kind} (\w+) ", bicep_code(), re.MULTILINE))
+
+
+def test_template_references_only_declared_symbols() -> None:
+    code = bicep_code()
+    symbols = declared("param") | declared("var") | declared("resource")
+    references = r"(?<![\w.?])([a-z]\w*)\.\??(?:id|name|properties|identity)\b"
+    for name in set(re.findall(references, code)):
+        assert name in symbols | {"sub", "s"}, f"{name} is not declared"
+    for block in re.findall(r"dependsOn: \[([^\]]*)\]", code):
+        assert set(block.split()) <= declared("resource"), block
+    role_keys = set(object_keys("roles"))
+    assert set(re.findall(r"roles\.(\w+)", code)) <= role_keys
+
+
+def test_template_uses_ga_api_versions() -> None:
+    versions = re.findall(r"^resource \w+ '([\w./]+)@([\w-]+)'", BICEP.read_text(encoding="utf-8"),
+                          re.MULTILINE)
+    assert versions
+    for resource_type, version in versions:
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", version), f"{resource_type}@{version}"
+
+
+def test_template_role_ids_are_the_built_in_ones() -> None:
+    raw = BICEP.read_text(encoding="utf-8")
+    # https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
+    built_in = {"azureMLDataScientist": "f6c7c914-8db3-469d-8ca1-694a8f32e121",
+                "dataFactoryContributor": "673868aa-7521-48a0-acc6-0f60742d39f5",
+                "storageBlobDataOwner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+                "storageBlobDataContributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+                "storageTableDataContributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+                "monitoringMetricsPublisher": "3913510d-42f4-4e42-8a64-420c390055eb"}
+    for key, role_id in built_in.items():
+        assert f"{key}: '{role_id}'" in raw
+
+
+def test_template_creates_the_ledger_table_the_app_uses() -> None:
+    from handlers.ledger_table import DEFAULT_TABLE_NAME
+
+    assert f"var ledgerTableName = '{DEFAULT_TABLE_NAME}'" in BICEP.read_text(encoding="utf-8")
+
+
+def test_header_says_the_template_was_not_compiled() -> None:
+    assert "NOT COMPILED HERE" in BICEP.read_text(encoding="utf-8")
+
+
+# --- the parameters example ----------------------------------------------------------------------
+
+
+def required_params() -> set[str]:
+    """Parameters of main.bicep without a default value."""
+    return set(re.findall(r"^param (\w+) \w+\s*$", bicep_code(), re.MULTILINE))
+
+
+def test_parameters_example_matches_the_template() -> None:
+    given = set(read_json(PARAMETERS_EXAMPLE)["parameters"])
+    assert given <= declared("param"), given - declared("param")
+    assert required_params() <= given, required_params() - given
+
+
+def handler_setting_names() -> set[str]:
+    """Every AMLEVENTS_* setting name spelled out in handlers/ (the settings modules' constants)."""
+    return {name for path in (ROOT / "handlers").rglob("*.py")
+            for name in re.findall(r"\"(AMLEVENTS_[A-Z0-9_]+)\"", path.read_text(encoding="utf-8"))}
+
+
+def test_parameters_example_extra_settings_are_real_settings() -> None:
+    extra = read_json(PARAMETERS_EXAMPLE)["parameters"]["extraAppSettings"]["value"]
+    assert set(extra) <= handler_setting_names(), set(extra) - handler_setting_names()
+
+
+# --- the workflow --------------------------------------------------------------------------------
+
+
+def load_workflow() -> dict[Any, Any]:
+    """The workflow as data: PyYAML when installed, else the few keys the tests need, textually."""
+    text = WORKFLOW.read_text(encoding="utf-8")
+    try:
+        import yaml
+    except ImportError:  # PyYAML comes with azure-ai-ml; without it, check the text
+        return {"_text": text}
+    document = yaml.safe_load(text)
+    assert isinstance(document, dict)
+    return document
+
+
+def steps(job: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The steps of a workflow job."""
+    yield from job.get("steps", [])
+
+
+def test_workflow_tests_on_pull_requests_and_deploys_main() -> None:
+    workflow = load_workflow()
+    if "_text" in workflow:
+        text = workflow["_text"]
+        for needle in ("pull_request:", "branches: [main]", "run: make test", "azure/login@",
+                       "Azure/functions-action@", "az deployment group create", "id-token: write"):
+            assert needle in text, needle
+        return
+    triggers: dict[str, Any] = workflow.get("on", workflow.get(True)) or {}  # YAML 1.1: on = true
+    assert "pull_request" in triggers and triggers["push"]["branches"] == ["main"]
+    test, deploy = workflow["jobs"]["test"], workflow["jobs"]["deploy"]
+    assert any(s.get("run", "").strip() == "make test" for s in steps(test))
+    uses = {s.get("uses", "").split("@")[0]: s.get("with", {}) for s in steps(test)}
+    assert uses["actions/setup-python"]["python-version"] == "3.11"
+    assert str(uses["actions/setup-node"]["node-version"]) == "20"
+    assert deploy["needs"] == "test" and "refs/heads/main" in deploy["if"]
+    assert deploy["permissions"]["id-token"] == "write"
+    deploy_uses = {s.get("uses", "").split("@")[0]: s.get("with", {}) for s in steps(deploy)}
+    assert set(deploy_uses["azure/login"]) == {"client-id", "tenant-id", "subscription-id"}
+    assert deploy_uses["Azure/functions-action"]["sku"] == "flexconsumption"
+    runs = [s.get("run", "") for s in steps(deploy)]
+    assert sum("az deployment group create" in r and "infra/main.bicep" in r for r in runs) == 2
+    assert any("deployEventSubscriptions=false" in r for r in runs)
+    assert any("deployEventSubscriptions=true" in r for r in runs)
+
+
+@pytest.mark.parametrize("path", [SUBSCRIPTIONS, SCHEMA, PARAMETERS_EXAMPLE, SAMPLE_SETTINGS])
+def test_json_files_parse(path: Path) -> None:
+    assert isinstance(read_json(path), dict)
