@@ -150,9 +150,10 @@ class Dispatcher:
             return ActionResult(Outcome.INVALID, "rejected", str(exc))
         except PolicyRefused as exc:
             return ActionResult(Outcome.REFUSED, "refused", str(exc))
-        except (PermanentError, SettingError) as exc:
+        except PermanentError as exc:
             return ActionResult(Outcome.FAILED, "failed", f"{type(exc).__name__}: {exc}")
-        except RetryableError as exc:
+        except (RetryableError, SettingError) as exc:
+            # A bad setting is the operator's to fix: keep the event until it is.
             return ActionResult(Outcome.RETRY, "will retry", f"{type(exc).__name__}: {exc}")
         except Exception as exc:
             log.exception("handler for %s crashed", typed.envelope.event_type)

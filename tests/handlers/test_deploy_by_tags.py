@@ -413,11 +413,11 @@ def test_refusal_is_recorded_not_retried(sample: Sample,
     assert "tag deploy_target" in result.detail
 
 
-def test_bad_policy_setting_fails_naming_it(sample: Sample,
-                                            make_dispatcher: Callable[..., Dispatcher]) -> None:
+def test_bad_policy_setting_is_retried_naming_it(sample: Sample,
+                                                 make_dispatcher: Callable[..., Dispatcher]) -> None:
     raw = sample("model_registered")
     raw["data"]["ModelTags"] = {"deploy": "true"}
     result = make_dispatcher(AMLEVENTS_DEPLOY_MAX_INSTANCE_COUNT="lots").dispatch(
         raw, function=ON_MODEL_REGISTERED)
-    assert result.outcome is Outcome.FAILED
+    assert result.outcome is Outcome.RETRY
     assert "AMLEVENTS_DEPLOY_MAX_INSTANCE_COUNT" in result.detail

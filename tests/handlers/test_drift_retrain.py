@@ -135,8 +135,9 @@ def test_demo_defaults_plan_the_sample_run(make_dispatcher: Callable[..., Dispat
     assert detail["placeholder"] is True
 
 
-def test_bad_retrain_settings_fail_the_event_naming_the_setting(
+def test_bad_retrain_settings_keep_the_event_for_retry_naming_the_setting(
         make_dispatcher: Callable[..., Dispatcher], sample: Sample) -> None:
     result = make_dispatcher(**{ROUTES: "{oops"}).dispatch(
         sample("dataset_drift_detected"), function="on_drift_detected")
-    assert result.outcome is Outcome.FAILED and ROUTES in result.detail
+    # A bad setting is the operator's to fix: the event is retried, not lost.
+    assert result.outcome is Outcome.RETRY and ROUTES in result.detail
