@@ -10,6 +10,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,28 +21,64 @@ DEFAULT_URL = "http://localhost:7071"
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "events"
 
 
-def build_host(env: dict[str, str], *, bind: str, port: int) -> Any:
+@dataclass
+class RunningHost:
+    """The local server and, when AMLEVENTS_TOPIC_KEY is set, the topic simulator in front."""
+
+    server: Any
+    simulator: Any = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the host."""
+        return str(self.server.url)
+
+    def stop(self) -> None:
+        """Stop the simulator (dead-lettering what is pending), then the server."""
+        if self.simulator is not None:
+            self.simulator.stop()
+        self.server.stop()
+
+
+def build_host(env: dict[str, str], *, bind: str, port: int) -> RunningHost:
     """Apply `env` to the process (as `func start` does), load function_app and wrap it."""
     os.environ.update(env)
     from amlevents.local_host import FunctionsHost, LocalServer, load_functions
+    from amlevents.topic_simulator import SimulatorSettings, TopicSimulator
     from handlers.dispatch import default_dispatcher
 
     default_dispatcher.cache_clear()
     import function_app
 
-    host = FunctionsHost(load_functions(function_app.app), key=env.get(HOST_KEY) or None)
-    return LocalServer(host, bind=bind, port=port)
+    functions = load_functions(function_app.app)
+    key = env.get(HOST_KEY) or None
+    host = FunctionsHost(functions, key=key)
+    server = LocalServer(host, bind=bind, port=port)
+    simulator_settings = SimulatorSettings.from_mapping(env)
+    if simulator_settings is None:
+        return RunningHost(server)
+    simulator = TopicSimulator(simulator_settings, server.url, functions.event_grid,
+                               function_key=key)
+    host.extra_routes[simulator.path] = simulator.route
+    return RunningHost(server, simulator.start())
 
 
 def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
     """Run the local Functions host until Ctrl-C."""
-    server = build_host(env, bind=args.host, port=args.port)
-    print(f"amlevents host on {server.url} (Event Grid: {server.url}/runtime/webhooks/EventGrid"
-          f"?functionName=NAME, health: {server.url}/api/health)", flush=True)
+    running = build_host(env, bind=args.host, port=args.port)
+    url = running.url
+    print(f"amlevents host on {url} (Event Grid: {url}/runtime/webhooks/EventGrid"
+          f"?functionName=NAME, health: {url}/api/health)", flush=True)
+    if running.simulator is not None:
+        print(f"Event Grid topic simulator on {url}/api/events (key: AMLEVENTS_TOPIC_KEY; "
+              "delivers through the subscriptions file)", flush=True)
     try:
-        server.serve_forever()
+        running.server.serve_forever()
     except KeyboardInterrupt:
         pass
+    finally:
+        if running.simulator is not None:
+            running.simulator.stop()
     return 0
 
 
@@ -109,6 +146,36 @@ def cmd_send(args: argparse.Namespace, env: dict[str, str]) -> int:
     return 0 if ok else 1
 
 
+def cmd_publish(args: argparse.Namespace, env: dict[str, str]) -> int:
+    """Publish event files to a topic with the real azure-eventgrid client."""
+    from amlevents.topic_simulator import TOPIC_KEY
+
+    key = args.key or env.get(TOPIC_KEY, "")
+    if not key:
+        print(f"amlevents: publish needs a topic key: --key or {TOPIC_KEY}", file=sys.stderr)
+        return 2
+    try:
+        from azure.core.credentials import AzureKeyCredential
+        from azure.core.exceptions import AzureError
+        from azure.eventgrid import EventGridPublisherClient
+    except ImportError:
+        print("amlevents: publish needs azure-eventgrid (pip install -r requirements-dev.txt)",
+              file=sys.stderr)
+        return 2
+    client = EventGridPublisherClient(args.url, AzureKeyCredential(key))
+    ok = True
+    for name, content in iter_event_files(args.paths):
+        try:
+            payload = json.loads(content)
+            events = payload if isinstance(payload, list) else [payload]
+            client.send(events)
+            print(f"{name}: published {len(events)} event(s)")
+        except (ValueError, AzureError) as exc:
+            print(f"{name}: not published: {str(exc).splitlines()[0]}", file=sys.stderr)
+            ok = False
+    return 0 if ok else 1
+
+
 def open_ledger(env: dict[str, str]) -> Any:
     """The ledger the settings point at."""
     from handlers.ledger import Ledger
@@ -155,7 +222,8 @@ def cmd_demo(args: argparse.Namespace, env: dict[str, str]) -> int:
     """Start the host on a free port with a fresh ledger, send the samples, print the ledger."""
     workdir = Path(tempfile.mkdtemp(prefix="amlevents-demo-"))
     env = {**env, LEDGER_PATH: str(workdir / "ledger.sqlite3")}
-    server = build_host(env, bind="127.0.0.1", port=0).start()
+    server = build_host(env, bind="127.0.0.1", port=0)
+    server.server.start()
     try:
         print(f"demo: local host on {server.url}, ledger {env[LEDGER_PATH]}")
         for name, content in iter_event_files([str(SAMPLES)]):
@@ -181,6 +249,13 @@ def parser() -> argparse.ArgumentParser:
     send.add_argument("paths", nargs="+")
     send.add_argument("--url", default=DEFAULT_URL)
     send.set_defaults(run=cmd_send)
+    publish = sub.add_parser("publish", help="publish event files to an Event Grid topic "
+                                               "(the simulator in `serve`, or a real one)")
+    publish.add_argument("paths", nargs="+")
+    publish.add_argument("--url", default=f"{DEFAULT_URL}/api/events")
+    publish.add_argument("--key", default="", help="topic access key (default: "
+                                                   "AMLEVENTS_TOPIC_KEY)")
+    publish.set_defaults(run=cmd_publish)
     ledger = sub.add_parser("ledger", help="print the ledger")
     ledger.add_argument("--json", action="store_true", help="one JSON object per line")
     ledger.set_defaults(run=cmd_ledger)

@@ -49,8 +49,8 @@ def error(status: int, message: str) -> Reply:
     return Reply(status, {"error": message})
 
 
-# An extra route: (method, lower-case path) -> handler(headers, query, body) -> Reply
-ExtraRoute = Callable[[Mapping[str, str], Mapping[str, list[str]], bytes], Reply]
+# An extra route, keyed by lower-case path: handler(method, target, headers, body) -> Reply
+ExtraRoute = Callable[[str, str, Mapping[str, str], bytes], Reply]
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ class FunctionsHost:
     """The routing and invocation logic, free of sockets (the HTTP server wraps it)."""
 
     def __init__(self, functions: LoadedFunctions, *, key: str | None = None,
-                 extra_routes: Mapping[tuple[str, str], ExtraRoute] | None = None) -> None:
+                 extra_routes: Mapping[str, ExtraRoute] | None = None) -> None:
         self.functions = functions
         self.key = key
         self.extra_routes = dict(extra_routes or {})
@@ -117,9 +117,9 @@ class FunctionsHost:
         parts = urlsplit(target)
         path = parts.path.rstrip("/").lower() or "/"
         query = parse_qs(parts.query)
-        extra = self.extra_routes.get((method, path))
-        if extra is not None:
-            return extra(headers, query, body)
+        extra = self.extra_routes.get(path)
+        if extra is not None:  # e.g. the Event Grid topic simulator, which checks its own key
+            return extra(method, target, headers, body)
         if self.key is not None and not self._authorized(headers, query):
             return error(401, "missing or wrong function key (x-functions-key header or code query)")
         if path == EVENTGRID_PATH:
@@ -211,7 +211,7 @@ class FunctionsHost:
 
         response = function(func.HttpRequest(method=method, url=f"/api/{route}",
                                              headers=dict(headers), body=body))
-        return Reply(response.status_code, _RawBody(response.get_body(), response.mimetype))
+        return Reply(response.status_code, RawBody(response.get_body(), response.mimetype))
 
 
 def _all_cloud_events(items: list[Mapping[str, Any]]) -> bool:
@@ -219,7 +219,9 @@ def _all_cloud_events(items: list[Mapping[str, Any]]) -> bool:
 
 
 @dataclass(frozen=True)
-class _RawBody:
+class RawBody:
+    """A body passed through as is (not JSON-encoded by the host)."""
+
     content: bytes
     mimetype: str
 
@@ -261,7 +263,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             remaining -= len(chunk)
 
     def _write(self, reply: Reply) -> None:
-        if isinstance(reply.body, _RawBody):
+        if isinstance(reply.body, RawBody):
             content, mimetype = reply.body.content, reply.body.mimetype
         elif reply.body is None:
             content, mimetype = b"", "application/json"

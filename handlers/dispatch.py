@@ -90,6 +90,17 @@ class Dispatcher:
     def dispatch(self, event: Any, *, function: str) -> DispatchResult:
         """Handle one event delivered to `function`; never raises for a bad event."""
         try:
+            return self._dispatch(event, function)
+        except (RetryableError, PermanentError) as exc:
+            # The ledger itself failed (unreachable, throttled, access denied): without it the
+            # event cannot be acted on exactly once, so Event Grid must redeliver it.
+            log.error("ledger unavailable, event will be retried: %s", exc)
+            return DispatchResult("", _best_effort(event, "id"), _best_effort(
+                event, "eventType", "type"), Outcome.RETRY, "ledger unavailable",
+                self._clean(f"{type(exc).__name__}: {exc}"))
+
+    def _dispatch(self, event: Any, function: str) -> DispatchResult:
+        try:
             envelope = ev.parse_envelope(event)
         except InvalidEvent as exc:
             return self._invalid_envelope(event, function, exc)

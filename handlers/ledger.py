@@ -10,6 +10,7 @@ One conditional insert claims an event; there is no read-then-write race.
 from __future__ import annotations
 
 import hashlib
+import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -42,10 +43,17 @@ def utc_iso(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, tz=UTC).isoformat(timespec="milliseconds")
 
 
+def storable(text: str) -> str:
+    """Text any store accepts: lone surrogates (valid JSON, invalid UTF-8) become U+FFFD."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 def event_key(topic: str, event_type: str, event_id: str) -> str:
     """The dedupe key: Event Grid ids are unique per topic and type (the samples reuse one id)."""
     material = "\n".join((topic.strip().lower(), event_type.strip().lower(), event_id.strip()))
-    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:40]
+    return hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
 
 def body_key(raw: bytes) -> str:
@@ -145,10 +153,12 @@ class Ledger:
         self.clock = clock
 
     def _new(self, facts: EventFacts, outcome: Outcome, now: float, **extra: Any) -> LedgerEntry:
-        return LedgerEntry(key=facts.key, event_id=facts.event_id, event_type=facts.event_type,
-                           subject=facts.subject, topic=facts.topic, function=facts.function,
+        return LedgerEntry(key=facts.key, event_id=storable(facts.event_id),
+                           event_type=storable(facts.event_type), subject=storable(facts.subject),
+                           topic=storable(facts.topic), function=facts.function,
                            received_at=utc_iso(now), updated_at=utc_iso(now), outcome=outcome,
-                           **extra)
+                           **{k: storable(v) if isinstance(v, str) else v
+                              for k, v in extra.items()})
 
     def claim(self, facts: EventFacts) -> Claim:
         """Claim an event for processing, unless it is done or another delivery holds it."""
@@ -190,7 +200,7 @@ class Ledger:
                detail: str) -> LedgerEntry:
         """Record the outcome of a claimed event."""
         now = self.clock()
-        done = replace(claimed, outcome=outcome, action=action, detail=detail,
+        done = replace(claimed, outcome=outcome, action=storable(action), detail=storable(detail),
                        updated_at=utc_iso(now), claim_expires_at_s=0.0)
         stored = self.store.replace(done, etag=claimed.etag)
         if stored is not None:
@@ -213,7 +223,8 @@ class Ledger:
             self._count_delivery(current, now)
             return current, False
         # An earlier delivery of it is retrying or in progress: this verdict is final.
-        taken = self.store.replace(replace(current, outcome=outcome, action=action, detail=detail,
+        taken = self.store.replace(replace(current, outcome=outcome, action=storable(action),
+                                           detail=storable(detail),
                                            attempts=current.attempts + 1,
                                            updated_at=utc_iso(now), claim_expires_at_s=0.0),
                                    etag=current.etag)
@@ -235,7 +246,7 @@ class Ledger:
         `change` receives the current value (None when absent) and returns the new value, or None
         to leave it as it is. It may run more than once when writers race, so it must be pure.
         """
-        for _ in range(attempts):
+        for attempt in range(attempts):
             current = self.store.get_state(key)
             new_value = change(current.value if current else None)
             if new_value is None:
@@ -243,6 +254,8 @@ class Ledger:
             stored = self.store.put_state(key, new_value, etag=current.etag if current else None)
             if stored is not None:
                 return stored.value
+            # Lost a race: back off with jitter so racing writers spread out.
+            time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** attempt)))
         raise RetryableError(f"ledger state {key!r} changed under us {attempts} times in a row")
 
     def get_state(self, key: str) -> Mapping[str, Any] | None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from handlers.dispatch import Dispatcher, default_dispatcher
+from tests.azurite import azurite, azurite_blob  # noqa: F401 - session fixtures for every tier
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples" / "events"

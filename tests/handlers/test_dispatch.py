@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -180,3 +181,31 @@ def test_handle_trigger_returns_for_final_outcomes(monkeypatch: pytest.MonkeyPat
     event = sample("run_status_changed")
     event["topic"] = FOREIGN_TOPIC
     assert handle_trigger(event, "on_run_status").outcome is Outcome.REFUSED
+
+
+def test_lone_surrogates_are_stored_not_crashed_on(make_dispatcher: MakeDispatcher,
+                                                   sample: Sample) -> None:
+    # JSON allows "\ud800"; UTF-8 (and SQLite) do not.
+    event = sample("run_status_changed")
+    event["subject"] = "experiments/x/runs/\ud800"
+    event["id"] = "id-\udfff"
+    dispatcher = make_dispatcher()
+    result = deliver(dispatcher, event)
+    assert result.outcome is Outcome.PLANNED
+    [entry] = dispatcher.ledger.entries()
+    assert entry.subject == "experiments/x/runs/\ufffd\ufffd\ufffd"
+    assert deliver(dispatcher, event).duplicate
+
+
+def test_an_unreachable_ledger_means_retry(make_dispatcher: MakeDispatcher, sample: Sample,
+                                           tmp_path: Path) -> None:
+    # GIVEN a Table ledger whose endpoint nothing listens on
+    dispatcher = make_dispatcher(
+        AMLEVENTS_LEDGER="table",
+        AMLEVENTS_LEDGER_TABLE_CONNECTION=(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="
+            "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+            "TableEndpoint=http://127.0.0.1:9/devstoreaccount1"))
+    result = deliver(dispatcher, sample("run_status_changed"))
+    assert result.outcome is Outcome.RETRY and result.should_retry
+    assert "Eby8vdM02xNOcqFlq" not in result.detail

@@ -1,0 +1,350 @@
+"""Delivery to the Functions host with Event Grid's handshake, retry schedule and dead-letter.
+
+Follows https://learn.microsoft.com/azure/event-grid/delivery-and-retry:
+
+- Target: `{host}/runtime/webhooks/EventGrid?functionName={function}` (`&code=` when keyed),
+  header `aeg-event-type: Notification`; Event Grid schema bodies are arrays, CloudEvents bodies
+  one object (`application/cloudevents+json`) or, with batching, an array
+  (`application/cloudevents-batch+json`).
+- Once per endpoint before the first delivery: the SubscriptionValidationEvent handshake
+  (`{"validationResponse": code}` expected), or for CloudEvents the OPTIONS abuse-protection
+  handshake (`WebHook-Allowed-Origin`). A failed handshake counts as a failed attempt.
+- Success is 200-204 only. WebHook endpoints: 400, 401, 403, 413 are not retried (dead-letter
+  at once); AzureFunction endpoints: 400, 403, 413, with 401 and 404 retried after 5 minutes or
+  more. 408 waits 2 minutes or more, 503 30 seconds or more, everything else follows the schedule
+  10 s, 30 s, 1 m, 5 m, 10 m, 30 m, 1 h, 3 h, 6 h, then every 12 h.
+- maxDeliveryAttempts ends retries; the time-to-live is checked only at the next scheduled
+  attempt, as documented. `time_scale` (e.g. 0.001) compresses every wait; the dead-letter
+  record's times are simulated times (publish time + scaled-up elapsed time).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from amlevents.simulator import journal as jr
+from amlevents.simulator.journal import DeadLetterInfo, DeadLetterWriter, Journal, JournalEntry
+from amlevents.simulator.subscriptions import CLOUD_EVENT_SCHEMA, Subscription
+from amlevents.simulator.transport import DeliveryNetworkError, HttpClientTransport, Transport
+
+log = logging.getLogger("amlevents.simulator")
+
+RETRY_SCHEDULE_S = (10, 30, 60, 300, 600, 1800, 3600, 10800, 21600)
+THEN_EVERY_S = 43200
+NON_RETRIABLE = {"WebHook": frozenset({400, 401, 403, 413}),
+                 "AzureFunction": frozenset({400, 403, 413})}
+MIN_RETRY_DELAY_S = {"WebHook": {408: 120, 503: 30},
+                     "AzureFunction": {401: 300, 404: 300, 408: 120, 503: 30}}
+OUTCOMES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
+            408: "TimedOut", 413: "PayloadTooLarge", 429: "Busy", 503: "Busy"}
+VALIDATION_EVENT_TYPE = "Microsoft.EventGrid.SubscriptionValidationEvent"
+WEBHOOK_ORIGIN = "eventgrid.azure.net"
+LOCAL_TOPIC_ID = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/local"
+                  "/providers/Microsoft.EventGrid/topics/amlevents-local")
+JSON = "application/json; charset=utf-8"
+
+
+def retry_delay_s(failed_attempts: int, status: int | None, endpoint_type: str = "WebHook") -> int:
+    """Seconds to wait after the n-th failed attempt, per schedule and status-code floor."""
+    index = failed_attempts - 1
+    base = RETRY_SCHEDULE_S[index] if index < len(RETRY_SCHEDULE_S) else THEN_EVERY_S
+    return max(base, MIN_RETRY_DELAY_S[endpoint_type].get(status or 0, 0))
+
+
+def outcome_for(status: int) -> str:
+    """lastDeliveryOutcome for an HTTP status (GenericError, as Event Grid logs, otherwise)."""
+    return OUTCOMES.get(status, "GenericError")
+
+
+def to_delivery_schema(event: Mapping[str, Any], schema: str) -> dict[str, Any]:
+    """Convert a published event to the subscription's delivery schema (both ways)."""
+    cloud_in = "specversion" in event
+    if (schema == CLOUD_EVENT_SCHEMA) == cloud_in:
+        return dict(event)
+    if cloud_in:
+        return {"id": event["id"], "topic": event["source"], "subject": event.get("subject") or "",
+                "eventType": event["type"], "eventTime": event.get("time") or jr.iso(jr.utc_now()),
+                "data": event.get("data"), "dataVersion": "", "metadataVersion": "1"}
+    converted = {"specversion": "1.0", "id": event["id"], "source": event.get("topic", ""),
+                 "type": event["eventType"], "subject": event["subject"],
+                 "time": event["eventTime"], "datacontenttype": "application/json"}
+    return {**converted, "data": event.get("data")}
+
+
+@dataclass
+class _Job:
+    """Mutable delivery state of one batch for one subscription (internal)."""
+
+    subscription: Subscription
+    events: tuple[dict[str, Any], ...]
+    publish_time: datetime
+    publish_mono: float
+    attempts: int = 0
+    last_status: int | None = None
+    last_outcome: str = ""
+    last_attempt_mono: float | None = None
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    delivered: bool
+    status: int | None
+    outcome: str
+
+
+class DeliveryEngine:
+    """Background workers delivering batches with retries; see the module docstring."""
+
+    def __init__(self, host_base_url: str, *, journal: Journal, dead_letters: DeadLetterWriter,
+                 function_key: str | None = None, time_scale: float = 1.0, workers: int = 4,
+                 response_timeout_s: float = 30.0, endpoint_type: str = "WebHook",
+                 topic_id: str = LOCAL_TOPIC_ID, transport: Transport | None = None,
+                 now: Callable[[], datetime] = jr.utc_now) -> None:
+        if time_scale <= 0 or workers < 1 or endpoint_type not in NON_RETRIABLE:
+            raise ValueError("time_scale must be > 0, workers >= 1, endpoint_type WebHook or "
+                             f"AzureFunction (got {time_scale}, {workers}, {endpoint_type!r})")
+        self.host_base_url = host_base_url.rstrip("/")
+        self.journal, self.dead_letters = journal, dead_letters
+        self.function_key, self.time_scale = function_key, time_scale
+        self.response_timeout_s, self.endpoint_type = response_timeout_s, endpoint_type
+        self.topic_id = topic_id
+        self._transport = transport or HttpClientTransport()
+        self._now = now
+        self._worker_count = workers
+        self._heap: list[tuple[float, int, _Job]] = []
+        self._sequence = itertools.count()
+        self._inflight = 0
+        self._stopping = False
+        self._threads: list[threading.Thread] = []
+        self._cond = threading.Condition()
+        self._validated: set[str] = set()
+        self._validation_lock = threading.Lock()
+
+    def endpoint_url(self, subscription: Subscription) -> str:
+        """The function's Event Grid webhook URL on the host."""
+        url = (f"{self.host_base_url}/runtime/webhooks/EventGrid"
+               f"?functionName={quote(subscription.function)}")
+        return url + (f"&code={quote(self.function_key)}" if self.function_key else "")
+
+    def start(self) -> DeliveryEngine:
+        """Start the worker threads."""
+        with self._cond:
+            self._stopping = False
+        for index in range(self._worker_count - len(self._threads)):
+            thread = threading.Thread(target=self._work, name=f"amlevents-delivery-{index}",
+                                      daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def submit(self, subscription: Subscription, events: Sequence[Mapping[str, Any]]) -> None:
+        """Queue one batch (events already in the delivery schema) for immediate delivery."""
+        job = _Job(subscription, tuple(dict(e) for e in events), self._now(), time.monotonic())
+        with self._cond:
+            stopped = self._stopping
+        if stopped:  # after stop(): nothing would deliver it
+            self._dead_letter(job, jr.SIMULATOR_STOPPED)
+            return
+        self._schedule(job, time.monotonic())
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until nothing is queued or in flight; False if `timeout` seconds pass first."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._heap and not self._inflight, timeout)
+
+    def pending(self) -> int:
+        """Batches queued (waiting for their attempt) or in flight."""
+        with self._cond:
+            return len(self._heap) + self._inflight
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the workers; batches still waiting are dead-lettered as SimulatorStopped."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = [t for t in self._threads if t.is_alive()]
+        with self._cond:
+            leftovers, self._heap = [job for _, _, job in self._heap], []
+        for job in leftovers:
+            self._dead_letter(job, jr.SIMULATOR_STOPPED)
+
+    def __enter__(self) -> DeliveryEngine:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _schedule(self, job: _Job, due_mono: float) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (due_mono, next(self._sequence), job))
+            self._cond.notify_all()
+
+    def _work(self) -> None:
+        while (job := self._next_job()) is not None:
+            try:
+                self._process(job)
+            except Exception:  # a bug must not lose the event: logged, dead-lettered
+                log.exception("delivery failed unexpectedly for %s", job.subscription.name)
+                self._dead_letter(job, jr.SIMULATOR_ERROR)
+            finally:
+                with self._cond:
+                    self._inflight -= 1
+                    self._cond.notify_all()
+
+    def _next_job(self) -> _Job | None:
+        with self._cond:
+            while not self._stopping:
+                if self._heap and self._heap[0][0] <= time.monotonic():
+                    self._inflight += 1
+                    return heapq.heappop(self._heap)[2]
+                wait = self._heap[0][0] - time.monotonic() if self._heap else None
+                self._cond.wait(wait)
+            return None
+
+    def _process(self, job: _Job) -> None:
+        ttl_s = job.subscription.retry_policy.event_time_to_live_in_minutes * 60
+        if self._simulated_elapsed_s(job, time.monotonic()) >= ttl_s:
+            self._dead_letter(job, jr.TIME_TO_LIVE_EXCEEDED)
+            return
+        job.attempts += 1
+        job.last_attempt_mono = time.monotonic()
+        attempt = self._attempt(job)
+        job.last_status, job.last_outcome = attempt.status, attempt.outcome
+        if attempt.delivered:
+            self._journal(job, jr.DELIVERED, f"HTTP {attempt.status}")
+        elif attempt.status in NON_RETRIABLE[self.endpoint_type]:
+            self._dead_letter(job, jr.UNDELIVERABLE_DUE_TO_CLIENT_ERROR)
+        elif job.attempts >= job.subscription.retry_policy.max_delivery_attempts:
+            self._dead_letter(job, jr.MAX_DELIVERY_ATTEMPTS_EXCEEDED)
+        else:
+            delay_s = retry_delay_s(job.attempts, attempt.status, self.endpoint_type)
+            self._schedule(job, time.monotonic() + delay_s * self.time_scale)
+
+    def _simulated_elapsed_s(self, job: _Job, mono: float) -> float:
+        return (mono - job.publish_mono) / self.time_scale
+
+    def _attempt(self, job: _Job) -> _Attempt:
+        url = self.endpoint_url(job.subscription)
+        try:
+            failed = self._ensure_validated(job.subscription, url)
+            if failed is not None:
+                return failed
+            headers, body = self._notification(job)
+            result = self._transport.request("POST", url, headers, body, self.response_timeout_s)
+        except DeliveryNetworkError as exc:
+            log.info("delivery to %s failed: %s", url, exc)
+            return _Attempt(False, None, exc.outcome)
+        delivered = 200 <= result.status <= 204
+        return _Attempt(delivered, result.status, "Delivered" if delivered
+                        else outcome_for(result.status))
+
+    def _notification(self, job: _Job) -> tuple[dict[str, str], bytes]:
+        subscription = job.subscription
+        cloud = subscription.event_delivery_schema == CLOUD_EVENT_SCHEMA
+        payload: Any
+        if cloud and subscription.batching is None:
+            content_type, payload = "application/cloudevents+json; charset=utf-8", job.events[0]
+        elif cloud:
+            content_type, payload = "application/cloudevents-batch+json; charset=utf-8", job.events
+        else:
+            content_type, payload = JSON, job.events
+        headers = {"Content-Type": content_type, "aeg-event-type": "Notification",
+                   "aeg-subscription-name": subscription.name.upper(),
+                   "aeg-delivery-count": str(job.attempts - 1), "aeg-metadata-version": "1",
+                   "aeg-data-version": str(job.events[0].get("dataVersion", ""))}
+        return headers, json.dumps(payload).encode("utf-8")
+
+    def _ensure_validated(self, subscription: Subscription, url: str) -> _Attempt | None:
+        cloud = subscription.event_delivery_schema == CLOUD_EVENT_SCHEMA
+        cache_key = f"{'cloud' if cloud else 'eventgrid'} {url}"
+        with self._validation_lock:
+            if cache_key in self._validated:
+                return None
+            failed = self._options_handshake(url) if cloud else self._validation_handshake(
+                subscription, url)
+            if failed is None:
+                self._validated.add(cache_key)
+            return failed
+
+    def _validation_handshake(self, subscription: Subscription, url: str) -> _Attempt | None:
+        code = str(uuid.uuid4())
+        event = {"id": str(uuid.uuid4()), "topic": self.topic_id, "subject": "",
+                 "data": {"validationCode": code,
+                          "validationUrl": f"https://eventgrid.invalid/validate?id={code}"},
+                 "eventType": VALIDATION_EVENT_TYPE, "eventTime": jr.iso(self._now()),
+                 "metadataVersion": "1", "dataVersion": "2"}
+        headers = {"Content-Type": JSON, "aeg-event-type": "SubscriptionValidation",
+                   "aeg-subscription-name": subscription.name.upper(), "aeg-delivery-count": "0",
+                   "aeg-metadata-version": "1", "aeg-data-version": "2"}
+        result = self._transport.request("POST", url, headers, json.dumps([event]).encode(),
+                                         self.response_timeout_s)
+        if result.status == 200 and _validation_response(result.body) == code:
+            return None
+        log.warning("validation handshake with %s failed: HTTP %s", url, result.status)
+        return _Attempt(False, result.status, "ValidationFailed" if result.status == 200
+                        else outcome_for(result.status))
+
+    def _options_handshake(self, url: str) -> _Attempt | None:
+        result = self._transport.request("OPTIONS", url, {"WebHook-Request-Origin": WEBHOOK_ORIGIN},
+                                         b"", self.response_timeout_s)
+        allowed = result.headers.get("webhook-allowed-origin", "")
+        if result.status == 200 and allowed in ("*", WEBHOOK_ORIGIN):
+            return None
+        return _Attempt(False, result.status, "ValidationFailed" if result.status == 200
+                        else outcome_for(result.status))
+
+    def _dead_letter(self, job: _Job, reason: str) -> None:
+        subscription = job.subscription
+        if subscription.dead_letter is None:
+            self._journal(job, jr.DROPPED, f"{reason} (no deadLetter configured: dropped, "
+                                           "as Event Grid does)")
+            return
+        attempted = job.last_attempt_mono
+        info = DeadLetterInfo(
+            reason=reason, delivery_attempts=job.attempts,
+            last_delivery_outcome=job.last_outcome or "Probation",
+            last_http_status_code=job.last_status, publish_time=job.publish_time,
+            last_delivery_attempt_time=None if attempted is None else job.publish_time
+            + timedelta(seconds=self._simulated_elapsed_s(job, attempted)))
+        cloud = subscription.event_delivery_schema == CLOUD_EVENT_SCHEMA
+        records = [jr.dead_letter_record(e, info, cloud) for e in job.events]
+        name = jr.blob_name(self.topic_id.rsplit("/", 1)[-1], subscription.name, self._now())
+        try:
+            location = self.dead_letters.write(subscription.dead_letter.blob_container_name,
+                                               name, records)
+        except OSError as exc:
+            log.error("dead-letter write failed for %s: %s", subscription.name, exc)
+            self._journal(job, jr.DROPPED, f"{reason}; dead-letter write failed: {exc}")
+            return
+        self._journal(job, jr.DEAD_LETTERED, reason, location)
+
+    def _journal(self, job: _Job, outcome: str, reason: str, location: str = "") -> None:
+        for event in job.events:
+            self.journal.record(JournalEntry(
+                time=jr.iso(self._now()), outcome=outcome, event_id=str(event.get("id", "")),
+                event_type=str(event.get("eventType") or event.get("type") or ""),
+                subscription=job.subscription.name, function=job.subscription.function,
+                reason=reason, delivery_attempts=job.attempts,
+                last_http_status_code=job.last_status, location=location))
+
+
+def _validation_response(body: bytes) -> str | None:
+    try:
+        answer = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    value = answer.get("validationResponse") if isinstance(answer, dict) else None
+    return value if isinstance(value, str) else None

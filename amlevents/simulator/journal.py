@@ -1,0 +1,147 @@
+"""Where every published event ends: the journal, and dead-letter records and their writers.
+
+Each (event, subscription) pair ends in exactly one journal entry: `delivered`, `filtered`
+(with the reason), `dead_lettered` (with the dead-letter file) or `dropped` (a subscription
+without a dead-letter destination, which Event Grid drops too).
+
+Dead-letter records follow https://learn.microsoft.com/azure/event-grid/delivery-and-retry
+("Delivery event formats"): the event as delivered plus deadLetterReason, deliveryAttempts,
+lastDeliveryOutcome, lastHttpStatusCode, publishTime, lastDeliveryAttemptTime (lower-case names
+for CloudEvents). Blob names mimic Event Grid's
+`{container}/{TOPIC}/{SUBSCRIPTION}/{yyyy}/{mm}/{dd}/{hh}/{guid}.json`, each blob a JSON array.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+DELIVERED = "delivered"
+FILTERED = "filtered"
+DEAD_LETTERED = "dead_lettered"
+DROPPED = "dropped"
+
+MAX_DELIVERY_ATTEMPTS_EXCEEDED = "MaxDeliveryAttemptsExceeded"
+TIME_TO_LIVE_EXCEEDED = "TimeToLiveExceeded"
+# Not documented by name; Event Grid reports e.g. "UndeliverableDueToProbationCausedByClientError".
+UNDELIVERABLE_DUE_TO_CLIENT_ERROR = "UndeliverableDueToClientError"
+SIMULATOR_STOPPED = "SimulatorStopped"  # simulator only: pending retries at shutdown
+SIMULATOR_ERROR = "SimulatorError"  # simulator only: a bug in delivery, logged
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """ISO 8601 UTC with a Z, as Event Grid writes times."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """The end of one event's journey through one subscription."""
+
+    time: str
+    outcome: str
+    event_id: str
+    event_type: str
+    subscription: str
+    function: str
+    reason: str
+    delivery_attempts: int = 0
+    last_http_status_code: int | None = None
+    location: str = ""
+
+
+class Journal:
+    """Thread-safe, in memory, optionally appended to a JSONL file."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self._path = Path(path) if path is not None else None
+        self._entries: list[JournalEntry] = []
+        self._lock = threading.Lock()
+
+    def record(self, entry: JournalEntry) -> None:
+        """Add one entry (and one JSONL line)."""
+        with self._lock:
+            self._entries.append(entry)
+            if self._path is not None:
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+                with self._path.open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(asdict(entry)) + "\n")
+
+    def entries(self) -> tuple[JournalEntry, ...]:
+        """A snapshot of every entry so far."""
+        with self._lock:
+            return tuple(self._entries)
+
+    def for_event(self, event_id: str) -> tuple[JournalEntry, ...]:
+        """The entries of one event id."""
+        return tuple(e for e in self.entries() if e.event_id == event_id)
+
+
+class DeadLetterWriter(Protocol):
+    """Stores dead-letter records; an Azure Blob writer would upload `blob_name` in `container`."""
+
+    def write(self, container: str, blob_name: str,
+              records: Sequence[Mapping[str, Any]]) -> str:
+        """Store the records; return where they went."""
+        ...
+
+
+class FolderDeadLetterWriter:
+    """Writes dead-letter blobs as JSON files under a local folder."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def write(self, container: str, blob_name: str,
+              records: Sequence[Mapping[str, Any]]) -> str:
+        """Write one JSON array file; return its path."""
+        path = self.root / container / blob_name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(list(records), indent=2), encoding="utf-8")
+        return str(path)
+
+
+def blob_name(topic_name: str, subscription_name: str, moment: datetime) -> str:
+    """Event Grid's dead-letter blob layout, under the container."""
+    return (f"{topic_name.upper()}/{subscription_name.upper()}/"
+            f"{moment.astimezone(UTC):%Y/%m/%d/%H}/{uuid.uuid4()}.json")
+
+
+@dataclass(frozen=True)
+class DeadLetterInfo:
+    """Why and how an event failed, as the dead-letter record reports it."""
+
+    reason: str
+    delivery_attempts: int
+    last_delivery_outcome: str
+    last_http_status_code: int | None
+    publish_time: datetime
+    last_delivery_attempt_time: datetime | None
+
+
+def dead_letter_record(event: Mapping[str, Any], info: DeadLetterInfo,
+                       cloud_event: bool) -> dict[str, Any]:
+    """The event as delivered plus the documented dead-letter properties."""
+    extra: dict[str, Any] = {
+        "deadLetterReason": info.reason,
+        "deliveryAttempts": info.delivery_attempts,
+        "lastDeliveryOutcome": info.last_delivery_outcome,
+        "lastHttpStatusCode": info.last_http_status_code,
+        "publishTime": iso(info.publish_time),
+    }
+    if info.last_delivery_attempt_time is not None:
+        extra["lastDeliveryAttemptTime"] = iso(info.last_delivery_attempt_time)
+    if cloud_event:
+        extra = {name.lower(): value for name, value in extra.items()}
+    return {**event, **extra}

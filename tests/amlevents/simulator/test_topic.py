@@ -1,0 +1,316 @@
+"""The topic endpoint with the real EventGridPublisherClient, over HTTP and HTTPS (trustme)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import trustme
+from azure.core.credentials import AzureKeyCredential, AzureSasCredential
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+from azure.core.messaging import CloudEvent
+from azure.eventgrid import EventGridEvent, EventGridPublisherClient, generate_sas
+
+from amlevents.simulator.delivery import DeliveryEngine
+from amlevents.simulator.journal import FolderDeadLetterWriter, Journal
+from amlevents.simulator.subscriptions import Batching, Subscription, load_subscriptions
+from amlevents.simulator.topic import (
+    EventGridTopic,
+    PublishEndpoint,
+    PublishResponse,
+    split_batches,
+)
+
+if TYPE_CHECKING:
+    from tests.amlevents.simulator.conftest import Receiver
+
+ROOT = Path(__file__).resolve().parents[3]
+SAMPLES = ROOT / "samples" / "events"
+KEY = base64.b64encode(b"amlevents-local-topic-key").decode()
+WORKSPACE = ("/subscriptions/{subscription-id}/resourceGroups/{resource-group-name}/providers/"
+             "Microsoft.MachineLearningServices/workspaces/{workspace-name}")
+ML = "Microsoft.MachineLearningServices."
+EVENT = {"id": "e-1", "subject": "models/m:1", "eventType": f"{ML}ModelRegistered",
+         "eventTime": "2017-06-26T18:41:00.9584103Z", "data": {"ModelTags": {"deploy": "true"}},
+         "dataVersion": ""}
+CLOUD = {"specversion": "1.0", "id": "c-1", "source": WORKSPACE, "type": f"{ML}ModelDeployed",
+         "subject": "endpoints/e", "time": "2024-01-01T00:00:00Z", "data": {}}
+
+
+class RecordingDeliverer:
+    """Collects what the topic hands to delivery."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[Subscription, list[dict[str, Any]]]] = []
+
+    def submit(self, subscription: Subscription, events: Sequence[Mapping[str, Any]]) -> None:
+        """Record one batch."""
+        self.batches.append((subscription, [dict(e) for e in events]))
+
+    def functions(self) -> list[str]:
+        """The target function of each batch, in order."""
+        return [subscription.function for subscription, _ in self.batches]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _TopicServer
+
+    def _serve(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        response = self.server.endpoint.handle(self.command, self.path, dict(self.headers), body)
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        self.wfile.write(response.body)
+
+    do_GET = do_POST = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _TopicServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, endpoint: PublishEndpoint) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.endpoint = endpoint
+
+
+@pytest.fixture
+def journal() -> Journal:
+    """An in-memory journal."""
+    return Journal()
+
+
+@pytest.fixture
+def deliverer() -> RecordingDeliverer:
+    """The recording stand-in for delivery."""
+    return RecordingDeliverer()
+
+
+@pytest.fixture
+def endpoint(deliverer: RecordingDeliverer, journal: Journal) -> PublishEndpoint:
+    """The endpoint over the shipped subscriptions."""
+    topic = EventGridTopic(load_subscriptions(ROOT / "infra" / "subscriptions.json"),
+                           deliverer, journal, topic_id=WORKSPACE)
+    return PublishEndpoint(topic, keys=[KEY])
+
+
+Serve = Callable[..., str]
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Serve]:
+    """Start a server around an endpoint; return its /api/events URL (https with tls=True)."""
+    servers: list[_TopicServer] = []
+
+    def start(endpoint: PublishEndpoint, tls: bool = False) -> str:
+        server = _TopicServer(endpoint)
+        if tls:
+            authority = trustme.CA()
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            authority.issue_cert("127.0.0.1").configure_cert(context)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
+            authority.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append(server)
+        scheme = "https" if tls else "http"
+        return f"{scheme}://127.0.0.1:{server.server_address[1]}/api/events"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def client(url: str, credential: Any = None) -> EventGridPublisherClient:
+    """The real SDK client (azure-eventgrid 4.22 ignores constructor transport kwargs for
+    basic topics, so per-call kwargs such as connection_verify go to send())."""
+    return EventGridPublisherClient(url, credential or AzureKeyCredential(KEY))
+
+
+def test_event_grid_events_from_the_sdk(serve: Serve, endpoint: PublishEndpoint,
+                                        deliverer: RecordingDeliverer) -> None:
+    client(serve(endpoint)).send(EventGridEvent(
+        subject="models/m:1", event_type=f"{ML}ModelRegistered", data_version="1",
+        data={"ModelTags": {"deploy": "True"}}))
+    ((subscription, (event,)),) = deliverer.batches
+    assert subscription.name == "model-registered-deploy"
+    assert (event["topic"], event["metadataVersion"]) == (WORKSPACE, "1")  # stamped
+
+
+def test_cloud_events_from_the_sdk(serve: Serve, endpoint: PublishEndpoint,
+                                   deliverer: RecordingDeliverer) -> None:
+    client(serve(endpoint)).send([
+        CloudEvent(source=WORKSPACE, type=f"{ML}RunStatusChanged",
+                   subject="experiments/x/runs/y", data={"runStatus": "Failed"},
+                   extensions={"tenant": "t1"}),
+        CloudEvent(source=WORKSPACE, type=f"{ML}RunStatusChanged",
+                   subject="experiments/x/runs/y", data={"runStatus": "Running"})])
+    ((subscription, (event,)),) = deliverer.batches
+    assert subscription.function == "on_run_status"
+    assert (event["eventType"], event["topic"]) == (f"{ML}RunStatusChanged", WORKSPACE)
+
+
+@pytest.mark.parametrize(("sample", "functions"), [
+    ("model_registered", []), ("dataset_drift_detected", ["on_drift_detected"]),
+    ("run_status_changed", ["on_run_status"]), ("model_deployed", ["on_ml_event"]),
+    ("run_completed", ["on_ml_event"])])
+def test_documented_samples_published_as_dicts(serve: Serve, endpoint: PublishEndpoint,
+                                               deliverer: RecordingDeliverer, journal: Journal,
+                                               sample: str, functions: list[str]) -> None:
+    events = json.loads((SAMPLES / f"{sample}.json").read_text("utf-8"))
+    client(serve(endpoint)).send(events)
+    assert deliverer.functions() == functions
+    filtered = [e for e in journal.entries() if e.outcome == "filtered"]
+    assert len(filtered) == 4 - len(functions) and all(e.reason for e in filtered)
+
+
+def test_wrong_key_is_refused(serve: Serve, endpoint: PublishEndpoint) -> None:
+    with pytest.raises(ClientAuthenticationError) as caught:
+        client(serve(endpoint), AzureKeyCredential("wrong")).send(EVENT)
+    assert caught.value.status_code == 401
+    assert "aeg-sas-key header does not match" in str(caught.value)
+
+
+def test_sas_tokens_from_generate_sas(serve: Serve, endpoint: PublishEndpoint,
+                                      deliverer: RecordingDeliverer) -> None:
+    url = serve(endpoint)
+    valid = generate_sas(url, KEY, datetime.now(UTC) + timedelta(minutes=5))
+    client(url, AzureSasCredential(valid)).send(EVENT)
+    expired = generate_sas(url, KEY, datetime.now(UTC) - timedelta(minutes=5))
+    with pytest.raises(ClientAuthenticationError, match="expired"):
+        client(url, AzureSasCredential(expired)).send(EVENT)
+    assert deliverer.functions() == ["on_model_registered"]
+
+
+def test_oversized_publish_is_413(serve: Serve, endpoint: PublishEndpoint) -> None:
+    big = {**EVENT, "data": {"blob": "x" * (1024 * 1024)}}
+    with pytest.raises(HttpResponseError) as caught:
+        client(serve(endpoint)).send(big)
+    assert caught.value.status_code == 413
+
+
+def test_https_with_a_trusted_local_ca(serve: Serve, endpoint: PublishEndpoint,
+                                       deliverer: RecordingDeliverer, tmp_path: Path) -> None:
+    url = serve(endpoint, tls=True)
+    client(url).send(EVENT, connection_verify=str(tmp_path / "ca.pem"))
+    assert deliverer.functions() == ["on_model_registered"]
+
+
+EG_JSON = {"content-type": "application/json; charset=utf-8", "aeg-sas-key": KEY}
+CE_JSON = {"content-type": "application/cloudevents-batch+json; charset=utf-8",
+           "aeg-sas-key": KEY}
+TARGET = "/api/events?api-version=2018-01-01"
+
+
+def body(value: Any) -> bytes:
+    """JSON bytes."""
+    return json.dumps(value).encode()
+
+
+# (method, target, headers, body, status, message fragment)
+REQUESTS: list[tuple[str, str, dict[str, str], bytes, int, str]] = [
+    ("POST", TARGET, EG_JSON, body([EVENT]), 200, ""),
+    ("POST", TARGET, EG_JSON, body(EVENT), 200, ""),  # a single object
+    ("POST", TARGET, {**CE_JSON, "content-type": "application/cloudevents+json"}, body(CLOUD),
+     200, ""),
+    ("POST", TARGET, CE_JSON, body([CLOUD]), 200, ""),
+    ("POST", "/api/events/?api-version=2018-01-01", {"aeg-sas-key": KEY}, body([EVENT]), 200, ""),
+    ("POST", TARGET, {"content-type": "application/json"}, body([EVENT]), 401,
+     "missing credentials"),
+    ("POST", "/api/events", EG_JSON, body([EVENT]), 400, "api-version query parameter"),
+    ("POST", "/api/other?api-version=1", EG_JSON, b"[]", 404, "no topic at /api/other"),
+    ("GET", TARGET, EG_JSON, b"", 405, "POST"),
+    ("POST", TARGET, {**EG_JSON, "content-type": "text/plain"}, body([EVENT]), 415, "text/plain"),
+    ("POST", TARGET, EG_JSON, b"{not json", 400, "not valid JSON"),
+    ("POST", TARGET, EG_JSON, b"\xff\xfe", 400, "not UTF-8"),
+    ("POST", TARGET, EG_JSON, b"[]", 400, "empty array"),
+    ("POST", TARGET, EG_JSON, b"[1]", 400, "event [0] must be a JSON object, not int"),
+    ("POST", TARGET, EG_JSON, body([{**EVENT, "eventTime": None}]), 400,
+     "event [0]: missing required string 'eventTime'"),
+    ("POST", TARGET, EG_JSON, body([EVENT, {**EVENT, "eventTime": "yesterday"}]), 400,
+     "event [1]: eventTime 'yesterday' is not an ISO 8601 date-time"),
+    ("POST", TARGET, EG_JSON, body([{**EVENT, "id": ""}]), 400, "'id' must not be empty"),
+    ("POST", TARGET, EG_JSON, body([{**EVENT, "subject": 5}]), 400, "'subject' must be a string"),
+    ("POST", TARGET, EG_JSON, body([{**EVENT, "metadataVersion": "2"}]), 400, "metadataVersion"),
+    ("POST", TARGET, CE_JSON, body([{**CLOUD, "source": None}]), 400,
+     "missing required string 'source'"),
+    ("POST", TARGET, CE_JSON, body([{**CLOUD, "specversion": "0.3"}]), 400, "use \"1.0\""),
+    ("POST", TARGET, CE_JSON, body([{**CLOUD, "Tenant": "x"}]), 400, "extension attribute"),
+    ("POST", TARGET, CE_JSON, body([{**CLOUD, "data_base64": "eA=="}]), 400,
+     "mutually exclusive"),
+    ("POST", TARGET, CE_JSON, body([EVENT]), 400, "mixed schemas"),
+    ("POST", TARGET, EG_JSON, body([EVENT, CLOUD]), 400, "mixed schemas"),
+    ("POST", TARGET, EG_JSON, b" " * (1024 * 1024 + 1), 413, "at most 1048576 bytes"),
+]
+
+
+@pytest.mark.parametrize(("method", "target", "headers", "payload", "status", "message"),
+                         REQUESTS)
+def test_transport_free_handler(endpoint: PublishEndpoint, method: str, target: str,
+                                headers: dict[str, str], payload: bytes, status: int,
+                                message: str) -> None:
+    response = endpoint.handle(method, target, headers, payload)
+    assert response.status == status, response.body
+    if message:
+        assert message in json.loads(response.body)["error"]["message"]
+    else:
+        assert response == PublishResponse(200)
+
+
+def test_every_event_problem_is_listed(endpoint: PublishEndpoint) -> None:
+    response = endpoint.handle("POST", TARGET, EG_JSON, body([{"id": "x"}]))
+    message = json.loads(response.body)["error"]["message"]
+    assert all(f"'{name}'" in message for name in ("subject", "eventType", "eventTime"))
+
+
+def test_refused_requests_publish_nothing(endpoint: PublishEndpoint,
+                                          deliverer: RecordingDeliverer, journal: Journal) -> None:
+    endpoint.handle("POST", TARGET, EG_JSON, body([EVENT, {**EVENT, "id": ""}]))
+    assert deliverer.batches == [] and journal.entries() == ()
+
+
+def test_a_topic_without_subscriptions_journals_each_event(journal: Journal) -> None:
+    topic = EventGridTopic([], RecordingDeliverer(), journal)
+    topic.publish([EVENT])
+    (entry,) = journal.entries()
+    assert (entry.outcome, entry.event_id, entry.reason) == (
+        "filtered", "e-1", "the topic has no subscriptions")
+
+
+def test_batches_respect_count_and_preferred_size() -> None:
+    events = [{"id": str(i), "data": "x" * 400} for i in range(5)]
+    assert [len(b) for b in split_batches(events, None)] == [1, 1, 1, 1, 1]
+    assert [len(b) for b in split_batches(events, Batching(2, 64))] == [2, 2, 1]
+    assert [len(b) for b in split_batches(events, Batching(10, 1))] == [2, 2, 1]
+    assert [len(b) for b in split_batches([{"data": "x" * 5000}], Batching(10, 1))] == [1]
+
+
+def test_end_to_end_sdk_to_function_host(serve: Serve, receiver: Receiver,
+                                         tmp_path: Path) -> None:
+    journal = Journal()
+    with DeliveryEngine(receiver.url, journal=journal, time_scale=0.001,
+                        dead_letters=FolderDeadLetterWriter(tmp_path)) as engine:
+        topic = EventGridTopic(load_subscriptions(ROOT / "infra" / "subscriptions.json"),
+                               engine, journal, topic_id=WORKSPACE)
+        client(serve(PublishEndpoint(topic, keys=[KEY]))).send(
+            json.loads((SAMPLES / "run_status_changed.json").read_text("utf-8")))
+        assert engine.drain(timeout=10)
+    (notification,) = receiver.notifications()
+    assert notification.path.endswith("functionName=on_run_status")
+    assert notification.json()[0]["data"]["runStatus"] == "failed"
+    assert sorted(e.outcome for e in journal.entries()) == ["delivered", "filtered", "filtered",
+                                                            "filtered"]
