@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from handlers.dispatch import handle_trigger
+from handlers.dispatch import default_dispatcher, handle_trigger
 from handlers.health import health_response
 from handlers.routing import ON_DRIFT_DETECTED, ON_ML_EVENT, ON_MODEL_REGISTERED, ON_RUN_STATUS
 
@@ -41,6 +41,15 @@ def on_run_status(event: func.EventGridEvent) -> None:
 def on_ml_event(event: func.EventGridEvent) -> None:
     """Any Azure ML event, routed by type (one subscription for everything)."""
     handle_trigger(event, ON_ML_EVENT)
+
+
+@app.function_name("notify_digests")
+@app.timer_trigger(schedule="0 * * * * *", arg_name="timer", run_on_startup=False)
+def notify_digests(timer: func.TimerRequest) -> None:
+    """Every minute: send the storm-control digests whose window has closed."""
+    from handlers.run_alerts import flush_digests
+
+    flush_digests(default_dispatcher().context())
 
 
 @app.function_name("health")

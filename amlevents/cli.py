@@ -220,8 +220,12 @@ def cmd_ledger(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 def cmd_demo(args: argparse.Namespace, env: dict[str, str]) -> int:
     """Start the host on a free port with a fresh ledger, send the samples, print the ledger."""
+    from handlers.adapters.notify_outbox import local_only, summarize
+
     workdir = Path(tempfile.mkdtemp(prefix="amlevents-demo-"))
-    env = {**env, LEDGER_PATH: str(workdir / "ledger.sqlite3")}
+    outbox = workdir / "outbox"
+    # Notifications really go out, to a local folder outbox: never to channels named in settings.
+    env = local_only({**env, LEDGER_PATH: str(workdir / "ledger.sqlite3")}, str(outbox))
     server = build_host(env, bind="127.0.0.1", port=0)
     server.server.start()
     try:
@@ -232,6 +236,10 @@ def cmd_demo(args: argparse.Namespace, env: dict[str, str]) -> int:
                 print(f"  sent {Path(name).name} -> {function}: HTTP {status}")
         print()
         print_ledger(env, as_json=False)
+        print()
+        print(f"notifications (folder outbox {outbox}: one .json and one .eml each):")
+        for line in summarize(str(outbox)) or ["(none)"]:
+            print(f"  {line}")
     finally:
         server.stop()
     return 0

@@ -157,8 +157,7 @@ class Ledger:
                            event_type=storable(facts.event_type), subject=storable(facts.subject),
                            topic=storable(facts.topic), function=facts.function,
                            received_at=utc_iso(now), updated_at=utc_iso(now), outcome=outcome,
-                           **{k: storable(v) if isinstance(v, str) else v
-                              for k, v in extra.items()})
+                           **extra)
 
     def claim(self, facts: EventFacts) -> Claim:
         """Claim an event for processing, unless it is done or another delivery holds it."""
@@ -213,6 +212,7 @@ class Ledger:
                detail: str) -> tuple[LedgerEntry, bool]:
         """Record an event that is decided without a claim (invalid, refused); (entry, first?)."""
         now = self.clock()
+        action, detail = storable(action), storable(detail)
         stored = self.store.insert(self._new(facts, outcome, now, action=action, detail=detail))
         if stored is not None:
             return stored, True
@@ -223,8 +223,7 @@ class Ledger:
             self._count_delivery(current, now)
             return current, False
         # An earlier delivery of it is retrying or in progress: this verdict is final.
-        taken = self.store.replace(replace(current, outcome=outcome, action=storable(action),
-                                           detail=storable(detail),
+        taken = self.store.replace(replace(current, outcome=outcome, action=action, detail=detail,
                                            attempts=current.attempts + 1,
                                            updated_at=utc_iso(now), claim_expires_at_s=0.0),
                                    etag=current.etag)

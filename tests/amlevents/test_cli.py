@@ -98,6 +98,9 @@ def test_demo_prints_the_five_samples_with_outcomes(tmp_path: Path) -> None:
                  "DatasetDriftDetected"):
         assert kind in demo.stdout
     assert "planned" in demo.stdout and "skipped" in demo.stdout
+    # The failed run's notification really went out, to the demo's local folder outbox.
+    assert "done" in demo.stdout and "notifications (folder outbox" in demo.stdout
+    assert "https://ml.azure.com/runs/AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5" in demo.stdout
 
 
 def test_local_settings_json_then_environment_override_defaults(tmp_path: Path) -> None:

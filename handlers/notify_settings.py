@@ -1,0 +1,238 @@
+"""Settings of the notification concern: channels, rules, storm control and the studio link.
+
+A channel is on when its settings are set (SMTP host, ACS endpoint or connection string, a
+webhook URL, an outbox folder). Rules (`AMLEVENTS_NOTIFY_RULES`, JSON) are tried in order and
+the first that matches an event picks its channels. Webhook URLs, the SMTP password, the ACS
+connection string and the webhook secret are secrets (handlers/redaction.py masks them).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from handlers.settings import SettingsReader
+
+SMTP_HOST = "AMLEVENTS_NOTIFY_SMTP_HOST"
+SMTP_PORT = "AMLEVENTS_NOTIFY_SMTP_PORT"
+SMTP_STARTTLS = "AMLEVENTS_NOTIFY_SMTP_STARTTLS"
+SMTP_USERNAME = "AMLEVENTS_NOTIFY_SMTP_USERNAME"
+SMTP_PASSWORD = "AMLEVENTS_NOTIFY_SMTP_PASSWORD"
+SMTP_FROM = "AMLEVENTS_NOTIFY_SMTP_FROM"
+SMTP_TO = "AMLEVENTS_NOTIFY_SMTP_TO"
+ACS_ENDPOINT = "AMLEVENTS_NOTIFY_ACS_ENDPOINT"
+ACS_CONNECTION_STRING = "AMLEVENTS_NOTIFY_ACS_CONNECTION_STRING"
+ACS_SENDER = "AMLEVENTS_NOTIFY_ACS_SENDER"
+ACS_TO = "AMLEVENTS_NOTIFY_ACS_TO"
+ACS_POLL_INTERVAL_S = "AMLEVENTS_NOTIFY_ACS_POLL_INTERVAL_S"
+TEAMS_URL = "AMLEVENTS_NOTIFY_TEAMS_URL"
+SLACK_URL = "AMLEVENTS_NOTIFY_SLACK_URL"
+WEBHOOK_URL = "AMLEVENTS_NOTIFY_WEBHOOK_URL"
+WEBHOOK_SECRET = "AMLEVENTS_NOTIFY_WEBHOOK_SECRET"
+OUTBOX_DIR = "AMLEVENTS_NOTIFY_OUTBOX_DIR"
+CA_FILE = "AMLEVENTS_NOTIFY_CA_FILE"
+TIMEOUT_S = "AMLEVENTS_NOTIFY_TIMEOUT_S"
+RULES = "AMLEVENTS_NOTIFY_RULES"
+STORM_MAX = "AMLEVENTS_NOTIFY_STORM_MAX"
+STORM_WINDOW_S = "AMLEVENTS_NOTIFY_STORM_WINDOW_S"
+STUDIO_ENDPOINT = "AMLEVENTS_NOTIFY_STUDIO_ENDPOINT"
+
+DEFAULT_STUDIO_ENDPOINT = "https://ml.azure.com"
+CHANNELS = ("smtp", "acs", "teams", "slack", "webhook", "outbox")
+# Short names a rule's "events" may list, and the full Event Grid types they stand for.
+RULE_EVENTS = ("RunStatusChanged", "RunCompleted", "ModelDeployed")
+_RULE_KEYS = frozenset({"name", "experiment", "tags", "events", "statuses", "channels"})
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Which events a rule takes (all given criteria must hold) and the channels it picks."""
+
+    name: str
+    experiment: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+    events: frozenset[str] | None = None
+    statuses: frozenset[str] | None = None
+    channels: tuple[str, ...] | None = None  # None: every configured channel
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    """What the handler needs to decide: the rules and where Azure ML studio lives."""
+
+    rules: tuple[Rule, ...]
+    studio_endpoint: str
+
+    @classmethod
+    def from_mapping(cls, env: Mapping[str, str]) -> RoutingSettings:
+        """Build and validate from a mapping such as os.environ."""
+        reader = SettingsReader(env)
+        rules = parse_rules(reader)
+        studio = reader.text(STUDIO_ENDPOINT, DEFAULT_STUDIO_ENDPOINT).rstrip("/")
+        if urllib.parse.urlsplit(studio).scheme != "https":
+            reader.problem(STUDIO_ENDPOINT, f"must be an https URL, got {studio!r}")
+        reader.raise_if_invalid()
+        return cls(rules, studio)
+
+
+def parse_rules(reader: SettingsReader) -> tuple[Rule, ...]:
+    """The rules in AMLEVENTS_NOTIFY_RULES (a JSON array of objects); problems go to `reader`."""
+    raw = reader.text(RULES)
+    if not raw:
+        return ()
+    try:
+        items = json.loads(raw)
+    except ValueError as exc:
+        reader.problem(RULES, f"is not valid JSON: {exc}")
+        return ()
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        reader.problem(RULES, "must be a JSON array of rule objects")
+        return ()
+    return tuple(_rule(item, index, reader) for index, item in enumerate(items))
+
+
+def _rule(item: Mapping[str, Any], index: int, reader: SettingsReader) -> Rule:
+    where = f"rule {index + 1}"
+    unknown = sorted(set(item) - _RULE_KEYS)
+    if unknown:
+        reader.problem(RULES, f"{where}: unknown key(s) {', '.join(unknown)} "
+                              f"(allowed: {', '.join(sorted(_RULE_KEYS))})")
+    name = item.get("name", where)
+    experiment = item.get("experiment")
+    if experiment is not None and not isinstance(experiment, str):
+        reader.problem(RULES, f"{where}: experiment must be a string pattern")
+        experiment = None
+    tags = item.get("tags", {})
+    if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
+        reader.problem(RULES, f"{where}: tags must be an object of name -> value pattern")
+        tags = {}
+    events = _names(item, "events", where, reader)
+    known = {e.lower(): e for e in RULE_EVENTS}
+    if events is not None and not events <= set(known):
+        reader.problem(RULES, f"{where}: events must be among {', '.join(RULE_EVENTS)}")
+    channels = _names(item, "channels", where, reader)
+    if channels is not None and not channels <= set(CHANNELS):
+        reader.problem(RULES, f"{where}: unknown channel(s) "
+                              f"{', '.join(sorted(channels - set(CHANNELS)))} "
+                              f"(channels: {', '.join(CHANNELS)})")
+    return Rule(name=str(name), experiment=experiment,
+                tags=tuple(sorted((str(k), v) for k, v in tags.items())),
+                events=None if events is None else frozenset(known.get(e, e) for e in events),
+                statuses=_names(item, "statuses", where, reader),
+                channels=None if channels is None else tuple(c for c in CHANNELS if c in channels))
+
+
+def _names(item: Mapping[str, Any], key: str, where: str,
+           reader: SettingsReader) -> frozenset[str] | None:
+    value = item.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        reader.problem(RULES, f"{where}: {key} must be an array of strings")
+        return None
+    return frozenset(v.strip().lower() for v in value)
+
+
+@dataclass(frozen=True)
+class ChannelSettings:
+    """Every channel's settings, the storm-control limits and the network timeout."""
+
+    smtp_host: str
+    smtp_port: int
+    smtp_starttls: bool
+    smtp_username: str
+    smtp_password: str
+    smtp_from: str
+    smtp_to: tuple[str, ...]
+    acs_endpoint: str
+    acs_connection_string: str
+    acs_sender: str
+    acs_to: tuple[str, ...]
+    acs_poll_interval_s: float
+    teams_url: str
+    slack_url: str
+    webhook_url: str
+    webhook_secret: str
+    outbox_dir: str
+    ca_file: str
+    timeout_s: float
+    storm_max: int
+    storm_window_s: float
+    rules: tuple[Rule, ...]
+
+    @classmethod
+    def from_mapping(cls, env: Mapping[str, str]) -> ChannelSettings:
+        """Build and validate from a mapping such as os.environ."""
+        r = SettingsReader(env)
+        settings = cls(
+            smtp_host=r.text(SMTP_HOST), smtp_port=r.integer(SMTP_PORT, 587, minimum=1,
+                                                              maximum=65535),
+            smtp_starttls=r.flag(SMTP_STARTTLS, True), smtp_username=r.text(SMTP_USERNAME),
+            smtp_password=r.text(SMTP_PASSWORD), smtp_from=r.text(SMTP_FROM),
+            smtp_to=r.items(SMTP_TO), acs_endpoint=r.text(ACS_ENDPOINT),
+            acs_connection_string=r.text(ACS_CONNECTION_STRING), acs_sender=r.text(ACS_SENDER),
+            acs_to=r.items(ACS_TO),
+            acs_poll_interval_s=r.number(ACS_POLL_INTERVAL_S, 1.0, minimum=0.0, maximum=60.0),
+            teams_url=_url(r, TEAMS_URL), slack_url=_url(r, SLACK_URL),
+            webhook_url=_url(r, WEBHOOK_URL), webhook_secret=r.text(WEBHOOK_SECRET),
+            outbox_dir=r.text(OUTBOX_DIR), ca_file=r.text(CA_FILE),
+            timeout_s=r.number(TIMEOUT_S, 10.0, minimum=0.1, maximum=300.0),
+            storm_max=r.integer(STORM_MAX, 10, minimum=1, maximum=100_000),
+            storm_window_s=r.number(STORM_WINDOW_S, 300.0, minimum=1.0, maximum=86_400.0),
+            rules=parse_rules(r))
+        settings._check(r)
+        r.raise_if_invalid()
+        return settings
+
+    def _check(self, r: SettingsReader) -> None:
+        if self.smtp_host:
+            if not self.smtp_from:
+                r.problem(SMTP_FROM, f"is required when {SMTP_HOST} is set")
+            if not self.smtp_to:
+                r.problem(SMTP_TO, f"is required when {SMTP_HOST} is set")
+            if self.smtp_password and not self.smtp_username:
+                r.problem(SMTP_USERNAME, f"is required when {SMTP_PASSWORD} is set")
+        if self.acs_endpoint and self.acs_connection_string:
+            r.problem(ACS_ENDPOINT, f"set {ACS_ENDPOINT} (managed identity) or "
+                                    f"{ACS_CONNECTION_STRING}, not both")
+        if self.acs_endpoint or self.acs_connection_string:
+            if not self.acs_sender:
+                r.problem(ACS_SENDER, "is required when ACS Email is configured")
+            if not self.acs_to:
+                r.problem(ACS_TO, "is required when ACS Email is configured")
+        if self.webhook_secret and not self.webhook_url:
+            r.problem(WEBHOOK_URL, f"is required when {WEBHOOK_SECRET} is set")
+        enabled = set(self.enabled)
+        for rule in self.rules:
+            missing = sorted(set(rule.channels or ()) - enabled)
+            if missing:
+                r.problem(RULES, f"{rule.name}: channel(s) {', '.join(missing)} are not "
+                                 "configured")
+
+    @property
+    def enabled(self) -> tuple[str, ...]:
+        """The configured channels, in a fixed order."""
+        on = {"smtp": bool(self.smtp_host),
+              "acs": bool(self.acs_endpoint or self.acs_connection_string),
+              "teams": bool(self.teams_url), "slack": bool(self.slack_url),
+              "webhook": bool(self.webhook_url), "outbox": bool(self.outbox_dir)}
+        return tuple(name for name in CHANNELS if on[name])
+
+
+def _url(reader: SettingsReader, name: str) -> str:
+    """An https URL (plain http only to loopback, for local receivers); never echoed back."""
+    value = reader.text(name)
+    if not value:
+        return ""
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme == "https" and parts.hostname:
+        return value
+    if parts.scheme == "http" and parts.hostname in _LOOPBACK:
+        return value
+    # The value is a secret (it carries the webhook's signature): describe, never repeat it.
+    reader.problem(name, "must be an https URL (http only to localhost)")
+    return ""
