@@ -359,18 +359,7 @@ def test_retry_keeps_the_hold_and_failure_releases_it(sample: Sample,
     assert dbt.handle(registered(sample, 20, deploy="true"), ctx).outcome is Outcome.DONE
 
 
-def test_redelivery_deploys_once(sample: Sample,
-                                 make_dispatcher: Callable[..., Dispatcher]) -> None:
-    deployer = RecordingDeployer()
-    dispatcher = make_dispatcher()
-    ctx = live_context(dispatcher, deployer)
-    dispatcher._context = ctx  # the deploy port filled in; everything else is the real spine
-    raw = sample("model_registered")
-    raw["data"]["ModelTags"] = {"deploy": "true"}
-    first = dispatcher.dispatch(raw, function=ON_MODEL_REGISTERED)
-    second = dispatcher.dispatch(raw, function=ON_MODEL_REGISTERED)
-    assert (first.outcome, second.outcome, second.duplicate) == (Outcome.DONE, Outcome.DONE, True)
-    assert len(deployer.plans) == 1
+# Redelivery through the real dispatcher and SDK: tests/handlers/adapters/test_azure_ml.py.
 
 
 def test_dry_run_plans_and_writes_no_state(sample: Sample,

@@ -1,0 +1,36 @@
+"""local.settings.sample.json lists every setting, and its values are all valid."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from amlevents.topic_simulator import SimulatorSettings
+from handlers.deploy_policy import DeployPolicy
+from handlers.ledger_table import TableLedgerSettings
+from handlers.notify_settings import ChannelSettings, RoutingSettings
+from handlers.retrain_settings import RetrainSettings
+from handlers.settings import CoreSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = json.loads((ROOT / "local.settings.sample.json").read_text(encoding="utf-8"))["Values"]
+BUILDERS = [CoreSettings.from_mapping, DeployPolicy.from_mapping, RetrainSettings.from_mapping,
+            ChannelSettings.from_mapping, RoutingSettings.from_mapping,
+            TableLedgerSettings.from_mapping, SimulatorSettings.from_mapping]
+
+
+@pytest.mark.parametrize("build", BUILDERS, ids=lambda b: b.__qualname__.split(".")[0])
+def test_every_settings_object_accepts_the_sample(build: object) -> None:
+    build(SAMPLE)  # type: ignore[operator]
+
+
+def test_every_setting_the_code_reads_is_in_the_sample() -> None:
+    # Setting names are module constants "AMLEVENTS_..."; the per-concern dry-run switches are
+    # built from AMLEVENTS_DRY_RUN and the concern's name.
+    names = {"AMLEVENTS_DRY_RUN_DEPLOY", "AMLEVENTS_DRY_RUN_RETRAIN", "AMLEVENTS_DRY_RUN_NOTIFY"}
+    for path in [*ROOT.glob("handlers/**/*.py"), *ROOT.glob("amlevents/*.py")]:
+        names |= set(re.findall(r'"(AMLEVENTS_[A-Z0-9_]+)"', path.read_text(encoding="utf-8")))
+    assert sorted(names - set(SAMPLE)) == []
