@@ -33,6 +33,7 @@ test: $(STAMP) $(NODE_STAMP) lint
 bench: $(STAMP)
 	$(PY) benchmarks/cold_start.py
 	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/storm.py
 
 clean:
 	rm -rf $(VENV) node_modules .amlevents .mypy_cache .ruff_cache

@@ -46,8 +46,10 @@ def build_host(env: dict[str, str], *, bind: str, port: int) -> RunningHost:
     from amlevents.local_host import FunctionsHost, LocalServer, load_functions
     from amlevents.topic_simulator import SimulatorSettings, TopicSimulator
     from handlers.dispatch import default_dispatcher
+    from handlers.redaction import install_redaction, secret_values
 
     default_dispatcher.cache_clear()
+    install_redaction(secret_values(env))  # before the first request, not the first event
     import function_app
 
     functions = load_functions(function_app.app)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ EVENTGRID_PATH = "/runtime/webhooks/eventgrid"
 MAX_BODY_BYTES = 10 * 1024 * 1024
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
+_CODE_QUERY = re.compile(r"(?i)([?&]code=)[^&\s\"]+")
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class LoadedFunctions:
 
     event_grid: Mapping[str, Callable[..., Any]]
     http_routes: Mapping[str, tuple[frozenset[str], Callable[..., Any]]]
+    anonymous_routes: frozenset[str] = frozenset()
 
 
 @functools.lru_cache(maxsize=8)
@@ -66,6 +69,7 @@ def load_functions(app: Any) -> LoadedFunctions:
     """Read the registered functions, once per app: a second `get_functions()` call raises."""
     event_grid: dict[str, Callable[..., Any]] = {}
     routes: dict[str, tuple[frozenset[str], Callable[..., Any]]] = {}
+    anonymous: set[str] = set()
     for function in app.get_functions():
         trigger = function.get_trigger()
         kind = trigger.get_binding_name()
@@ -78,7 +82,10 @@ def load_functions(app: Any) -> LoadedFunctions:
             methods = frozenset(str(getattr(m, "value", m)).upper()
                                 for m in (raw.get("methods") or ["GET", "POST"]))
             routes[route] = (methods, function.get_user_function())
-    return LoadedFunctions(event_grid, routes)
+            if str(getattr(raw.get("authLevel"), "value", raw.get("authLevel"))).lower() == \
+                    "anonymous":
+                anonymous.add(route)
+    return LoadedFunctions(event_grid, routes, frozenset(anonymous))
 
 
 def _as_event_grid_event(item: Mapping[str, Any]) -> Any:
@@ -120,7 +127,9 @@ class FunctionsHost:
         extra = self.extra_routes.get(path)
         if extra is not None:  # e.g. the Event Grid topic simulator, which checks its own key
             return extra(method, target, headers, body)
-        if self.key is not None and not self._authorized(headers, query):
+        anonymous = path.startswith("/api/") and path[len("/api/"):] in \
+            self.functions.anonymous_routes
+        if self.key is not None and not anonymous and not self._authorized(headers, query):
             return error(401, "missing or wrong function key (x-functions-key header or code query)")
         if path == EVENTGRID_PATH:
             return self._event_grid(method, headers, query, body)
@@ -278,7 +287,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.wfile.write(content)
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
+        # The request line may carry the function key as ?code=...: never log it.
+        log.debug("%s %s", self.address_string(), _CODE_QUERY.sub(r"\1***", format % args))
 
 
 class _Server(ThreadingHTTPServer):

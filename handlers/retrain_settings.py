@@ -26,6 +26,7 @@ COOLDOWN_S = "AMLEVENTS_RETRAIN_COOLDOWN_S"
 ARM_ENDPOINT = "AMLEVENTS_RETRAIN_ARM_ENDPOINT"
 TIMEOUT_S = "AMLEVENTS_RETRAIN_TIMEOUT_S"
 READ_RETRIES = "AMLEVENTS_RETRAIN_READ_RETRIES"
+RECONCILE_GRACE_S = "AMLEVENTS_RETRAIN_RECONCILE_GRACE_S"
 
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
 
@@ -120,6 +121,7 @@ class RetrainSettings:
     arm_endpoint: str
     timeout_s: float
     read_retries: int
+    reconcile_grace_s: float
 
     @classmethod
     def from_mapping(cls, env: Mapping[str, str]) -> RetrainSettings:
@@ -134,6 +136,9 @@ class RetrainSettings:
             arm_endpoint=_endpoint(reader),
             timeout_s=reader.number(TIMEOUT_S, 30.0, minimum=0.05, maximum=600.0),
             read_retries=reader.integer(READ_RETRIES, 2, minimum=0, maximum=10),
+            # An unanswered createRun may land late, or be listed late by queryPipelineRuns.
+            reconcile_grace_s=reader.number(RECONCILE_GRACE_S, 120.0, minimum=0.0,
+                                            maximum=86400.0),
         )
         reader.raise_if_invalid()
         return settings

@@ -62,7 +62,8 @@ class DataFactoryRunner:
         self.ledger = ledger
         self.credential = credential
         self.clock = clock
-        self.grace_s = 2 * settings.timeout_s + 60.0  # a foreign intent younger may still land
+        # An unanswered createRun younger than this may still land: wait before starting again.
+        self.grace_s = max(settings.reconcile_grace_s, settings.timeout_s)
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -98,11 +99,15 @@ class DataFactoryRunner:
                 last = self._settle(key, pending, found)
                 if pending["request_id"] == plan.request_id:
                     return ActionResult.done(plan, run_id=found, reconciled=True)
-            elif (pending["request_id"] != plan.request_id
-                  and self.clock() - float(pending["since_s"]) < self.grace_s):
+            elif self.clock() - float(pending["since_s"]) < self.grace_s:
+                # Not visible yet is not "never started": a createRun that timed out on our side
+                # may still land (or be listed late). Wait out the grace period, then decide.
+                whose = ("this event's" if pending["request_id"] == plan.request_id
+                         else "another delivery's")
                 raise RetryableError(
-                    f"another delivery is starting a run for monitor {plan.monitor} "
-                    f"(intent recorded {utc_iso(float(pending['since_s']))}); will retry")
+                    f"{whose} run request for monitor {plan.monitor} (intent recorded "
+                    f"{utc_iso(float(pending['since_s']))}) is not visible in Data Factory yet; "
+                    "will retry")
         if last:
             skip = self._pile_up(plan, last)
             if skip is not None:
@@ -126,6 +131,15 @@ class DataFactoryRunner:
                     parameters=dict(plan.parameters), retry_total=0))
         except PermanentError:
             self._drop_intent(key, intent["request_id"])  # a 4xx: ADF did not start anything
+            raise
+        except RetryableError as exc:
+            from azure.core.exceptions import ServiceRequestError
+
+            # 429, 503 and "no request was sent" mean nothing was started; a timeout or another
+            # 5xx is ambiguous, so the intent stays and a redelivery reconciles it.
+            cause = exc.__cause__
+            if _status_code(cause) in (429, 503) or isinstance(cause, ServiceRequestError):
+                self._drop_intent(key, intent["request_id"])
             raise
         run_id = getattr(response, "run_id", None)
         if not run_id:
@@ -289,3 +303,10 @@ def retry_after_s(headers: Mapping[str, str]) -> float | None:
             continue
         return max(0.0, when.timestamp() - datetime.now(UTC).timestamp())
     return None
+
+
+def _status_code(error: BaseException | None) -> int | None:
+    """The HTTP status of an azure-core error, if it carries a response."""
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None) or getattr(error, "status_code", None)
+    return int(status) if isinstance(status, int) else None

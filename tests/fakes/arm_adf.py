@@ -172,3 +172,39 @@ class AdfService:
         if self._runs[match["run"]]["status"] not in TERMINAL:
             self.set_run_status(match["run"], "Cancelled", "Cancelled by user.")
         return Reply(200)
+
+
+_FACTORY_PATH = (r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
+                 r"Microsoft\.DataFactory/factories/(?P<factory>[^/]+)")
+
+
+def serve_query_pipeline_runs(arm: FakeArm, *, page_size: int = 100) -> None:
+    """POST .../queryPipelineRuns as the REST reference documents: RunFilterParameters in,
+    {"value": [PipelineRun], "continuationToken"} out (learn.microsoft.com/rest/api/datafactory/
+    pipeline-runs/query-by-factory); filters on PipelineName and Status, paged by `page_size`."""
+    def query(request: RecordedRequest, match: re.Match[str]) -> Reply:
+        body = request.body if isinstance(request.body, dict) else {}
+        if not body.get("lastUpdatedAfter") or not body.get("lastUpdatedBefore"):
+            return arm_error(400, "BadRequest",
+                             "lastUpdatedAfter and lastUpdatedBefore are required.")
+        after, before = _when(body["lastUpdatedAfter"]), _when(body["lastUpdatedBefore"])
+        runs = [view.raw for view in arm.adf.runs() if view.factory == match["factory"].lower()
+                and after <= _when(view.raw["lastUpdated"]) <= before]
+        for rule in body.get("filters") or []:
+            field = {"pipelinename": "pipelineName", "status": "status"}.get(
+                str(rule.get("operand", "")).lower())
+            if field is None:
+                return arm_error(400, "BadRequest", f"Unsupported operand {rule.get('operand')}.")
+            wanted = {str(v).lower() for v in rule.get("values") or []}
+            keep = str(rule.get("operator", "")).lower() in ("equals", "in")
+            runs = [r for r in runs if (str(r[field]).lower() in wanted) == keep]
+        start = int(body.get("continuationToken") or 0)
+        more = start + page_size < len(runs)
+        return Reply(200, {"value": runs[start:start + page_size],
+                           "continuationToken": str(start + page_size) if more else None})
+
+    arm.add_route("POST", _FACTORY_PATH + r"/queryPipelineRuns$", query)
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

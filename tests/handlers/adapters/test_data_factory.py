@@ -4,10 +4,8 @@ through the real Dispatcher with AMLEVENTS_DRY_RUN_RETRAIN=false and managed ide
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from typing import Any
 
 import pytest
@@ -28,7 +26,8 @@ from handlers.retrain_settings import (
     RetrainSettings,
 )
 from handlers.routing import ON_DRIFT_DETECTED
-from tests.fakes.arm import FakeArm, NetworkGuard, RecordedRequest, Reply, arm_error, start_fake_arm
+from tests.fakes.arm import FakeArm, NetworkGuard, start_fake_arm
+from tests.fakes.arm_adf import serve_query_pipeline_runs
 
 Sample = Callable[[str], dict[str, Any]]
 FACTORY, PIPELINE, OTHER_PIPELINE = "adf-amlevents", "retrain-model", "retrain-other"
@@ -37,40 +36,6 @@ FACTORY_PATH = (r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/pro
                 r"Microsoft\.DataFactory/factories/(?P<factory>[^/]+)")
 CREATE = rf"/pipelines/{PIPELINE}/createRun$"
 QUERY = r"/queryPipelineRuns$"
-
-
-# -- extension of the shared fake: queryPipelineRuns (arm_adf.py does not serve it) ------------
-
-def serve_query_pipeline_runs(arm: FakeArm, *, page_size: int = 100) -> None:
-    """POST .../queryPipelineRuns as the REST reference documents: RunFilterParameters in,
-    {"value": [PipelineRun], "continuationToken"} out (learn.microsoft.com/rest/api/datafactory/
-    pipeline-runs/query-by-factory); filters on PipelineName and Status, paged by `page_size`."""
-    def query(request: RecordedRequest, match: re.Match[str]) -> Reply:
-        body = request.body if isinstance(request.body, dict) else {}
-        if not body.get("lastUpdatedAfter") or not body.get("lastUpdatedBefore"):
-            return arm_error(400, "BadRequest",
-                             "lastUpdatedAfter and lastUpdatedBefore are required.")
-        after, before = _when(body["lastUpdatedAfter"]), _when(body["lastUpdatedBefore"])
-        runs = [view.raw for view in arm.adf.runs() if view.factory == match["factory"].lower()
-                and after <= _when(view.raw["lastUpdated"]) <= before]
-        for rule in body.get("filters") or []:
-            field = {"pipelinename": "pipelineName", "status": "status"}.get(
-                str(rule.get("operand", "")).lower())
-            if field is None:
-                return arm_error(400, "BadRequest", f"Unsupported operand {rule.get('operand')}.")
-            wanted = {str(v).lower() for v in rule.get("values") or []}
-            keep = str(rule.get("operator", "")).lower() in ("equals", "in")
-            runs = [r for r in runs if (str(r[field]).lower() in wanted) == keep]
-        start = int(body.get("continuationToken") or 0)
-        more = start + page_size < len(runs)
-        return Reply(200, {"value": runs[start:start + page_size],
-                           "continuationToken": str(start + page_size) if more else None})
-
-    arm.add_route("POST", FACTORY_PATH + QUERY, query)
-
-
-def _when(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 # -- fixtures and helpers ------------------------------------------------------------------
