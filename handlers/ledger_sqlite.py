@@ -12,14 +12,13 @@ import os
 import sqlite3
 import threading
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 from handlers.ledger import LedgerEntry, Outcome, StateItem
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,  -- rowid: increasing, since rows are never deleted
     key TEXT NOT NULL UNIQUE,
     event_id TEXT NOT NULL,
     event_type TEXT NOT NULL,
@@ -147,4 +146,4 @@ class SqliteLedgerStore:
 
 
 def _with_etag(entry: LedgerEntry, etag: str) -> LedgerEntry:
-    return replace(entry, etag=etag)
+    return entry.evolve(etag=etag)
