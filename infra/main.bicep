@@ -2,7 +2,7 @@
 //
 // Deploy into the resource group that holds the Azure ML workspace (and, for retraining, the
 // Data Factory): `az deployment group create -g <rg> -f infra/main.bicep -p @infra/main.parameters.json`.
-// docs/deploy.md has the full sequence.
+// README.md ("Deploying to Azure") has the full sequence.
 //
 // What it creates:
 //   - a storage account: the app's AzureWebJobsStorage (identity-based, shared keys off), the
