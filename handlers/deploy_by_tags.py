@@ -1,21 +1,21 @@
 """ModelRegistered → deploy the model when its tags ask for it ("no-code" deployment).
 
-The tag contract (README "Tag contract") is parsed here into a DeploymentPlan, bounded by the
-operator's DeployPolicy. Tag names have no dots: Event Grid advanced-filter keys cannot hold
-them. `decide` is pure; `handle` adds ordering through ledger state (never replace a newer
-version of a model on an endpoint with an older one) and calls the deploy adapter.
+The tag contract (README "Deploying models by tag") is parsed here into a DeploymentPlan, bounded
+by the operator's DeployPolicy. Tag names have no dots: Event Grid advanced-filter keys cannot
+hold them. `decide` is pure; `handle` adds ordering through ledger state (handlers/deploy_order.py)
+and calls the deploy adapter.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from handlers.actions import ActionResult
 from handlers.context import HandlerContext
+from handlers.deploy_order import order_key, reserve, settle, why_not_newer
 from handlers.deploy_policy import (
     ALLOWED_COMPUTES,
     ALLOWED_TARGETS,
@@ -117,12 +117,6 @@ def deployment_name_for(version: str) -> str:
     cleaned = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9]+", "-", version.lower())).strip("-")
     name = f"v{cleaned}" if len(cleaned) >= 2 else f"v-{cleaned or '0'}"
     return name[:32].rstrip("-")
-
-
-def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
-    """Sort key for model versions: numeric parts compare as numbers (v9 < v10)."""
-    parts = re.findall(r"\d+|[^\d]+", version.strip().lower())
-    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts)
 
 
 class _Tags:
@@ -267,56 +261,6 @@ def decide(event: ModelRegistered, policy: DeployPolicy) -> DeploymentPlan | Act
         scoring_script=script, cpu_cores=cpu, memory_gb=memory, tags=dict(event.model_tags))
 
 
-def order_key(plan: DeploymentPlan) -> str:
-    """The ledger state key for one model on one endpoint (table-key safe: no '/')."""
-    material = f"{plan.workspace.resource_id.lower()}|{plan.endpoint.lower()}|{plan.model_name}"
-    digest = hashlib.sha256(material.encode("utf-8")).hexdigest()[:24]
-    return f"deploy-order:{plan.endpoint.lower()}:{digest}"
-
-
-def _newer(state: Mapping[str, Any] | None, plan: DeploymentPlan, now: float) -> str:
-    """Why `plan` must not deploy given the ordering state, or '' when it may."""
-    state = state or {}
-    mine = version_key(plan.model_version)
-    deployed = str(state.get("deployed_version") or "")
-    if deployed and version_key(deployed) >= mine:
-        word = "already" if version_key(deployed) == mine else f"version {deployed} is"
-        return (f"{word} deployed to endpoint {plan.endpoint}; "
-                f"{plan.model_name}:{plan.model_version} is not newer")
-    pending = str(state.get("pending_version") or "")
-    if pending and float(state.get("pending_until_s", 0)) > now and version_key(pending) > mine:
-        return (f"version {pending} of {plan.model_name} is being deployed to endpoint "
-                f"{plan.endpoint}; {plan.model_version} is older")
-    return ""
-
-
-def reserve(plan: DeploymentPlan, now: float, hold_s: float,
-            ) -> Callable[[Mapping[str, Any] | None], Mapping[str, Any] | None]:
-    """A pure state change: hold the endpoint for this version unless a newer one holds it."""
-    def change(state: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-        if _newer(state, plan, now):
-            return None
-        return {**(state or {}), "model": plan.model_name, "pending_version": plan.model_version,
-                "pending_until_s": now + hold_s}
-    return change
-
-
-def settle(plan: DeploymentPlan, *, deployed: bool,
-           ) -> Callable[[Mapping[str, Any] | None], Mapping[str, Any] | None]:
-    """A pure state change after the adapter: record the deployed version, release the hold."""
-    def change(state: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-        new = dict(state or {"model": plan.model_name})
-        if deployed:
-            current = str(new.get("deployed_version") or "")
-            if not current or version_key(plan.model_version) > version_key(current):
-                new["deployed_version"] = plan.model_version
-        if new.get("pending_version") == plan.model_version:
-            new.pop("pending_version", None)
-            new.pop("pending_until_s", None)
-        return new if new != state else None
-    return change
-
-
 def handle(event: ModelRegistered, ctx: HandlerContext) -> ActionResult:
     """Decide, keep versions in order per endpoint, then deploy through the adapter."""
     policy = DeployPolicy.from_mapping(ctx.env)
@@ -326,10 +270,10 @@ def handle(event: ModelRegistered, ctx: HandlerContext) -> ActionResult:
     plan, key, now = decision, order_key(decision), ctx.clock()
     if ctx.adapters.is_dry_run("deploy"):
         # A dry run touches nothing, ledger state included; it still reports what would skip.
-        reason = _newer(ctx.ledger.get_state(key), plan, now)
+        reason = why_not_newer(ctx.ledger.get_state(key), plan, now)
         return ActionResult.skipped(reason) if reason else ctx.adapters.get("deploy").apply(plan)
     # Whether or not the hold was written, the stored state now says why we may not deploy.
-    reason = _newer(ctx.ledger.update_state(key, reserve(plan, now, policy.order_hold_s)),
+    reason = why_not_newer(ctx.ledger.update_state(key, reserve(plan, now, policy.order_hold_s)),
                     plan, now)
     if reason:
         return ActionResult.skipped(reason)

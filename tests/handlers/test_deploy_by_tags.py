@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from handlers import deploy_by_tags as dbt
+from handlers import deploy_order
 from handlers import deploy_policy as dp
 from handlers.actions import ActionResult, Plan
 from handlers.context import HandlerContext
@@ -261,22 +262,23 @@ def test_required_tags_do_not_replace_opt_in(sample: Sample) -> None:
 @pytest.mark.parametrize(("older", "newer"), [("9", "10"), ("20", "21"), ("1.9", "1.10"),
                                               ("1.0", "1.0.1")])
 def test_version_key_orders_numerically(older: str, newer: str) -> None:
-    assert dbt.version_key(older) < dbt.version_key(newer)
+    assert deploy_order.version_key(older) < deploy_order.version_key(newer)
 
 
 def test_reserve_and_settle(sample: Sample) -> None:
     v21, v20 = plan_of(registered(sample, 21, deploy="true")), plan_of(
         registered(sample, 20, deploy="true"))
-    assert dbt.order_key(v21) == dbt.order_key(v20) and "/" not in dbt.order_key(v21)
-    held = dbt.reserve(v21, 100.0, 60.0)(None)
+    key = deploy_order.order_key(v21)
+    assert key == deploy_order.order_key(v20) and "/" not in key
+    held = deploy_order.reserve(v21, 100.0, 60.0)(None)
     assert held == {"model": v21.model_name, "pending_version": "21", "pending_until_s": 160.0}
-    assert dbt.reserve(v20, 100.0, 60.0)(held) is None  # a newer version holds the endpoint
-    assert dbt.reserve(v20, 161.0, 60.0)(held) is not None  # ... until its hold expires
-    deployed = dbt.settle(v21, deployed=True)(held)
+    assert deploy_order.reserve(v20, 100.0, 60.0)(held) is None  # a newer version holds the endpoint
+    assert deploy_order.reserve(v20, 161.0, 60.0)(held) is not None  # ... until its hold expires
+    deployed = deploy_order.settle(v21, deployed=True)(held)
     assert deployed == {"model": v21.model_name, "deployed_version": "21"}
-    assert dbt.reserve(v20, 1e9, 60.0)(deployed) is None  # older than deployed: never
-    assert dbt.settle(v21, deployed=True)(deployed) is None  # nothing changes
-    released = dbt.settle(v21, deployed=False)(held)
+    assert deploy_order.reserve(v20, 1e9, 60.0)(deployed) is None  # older than deployed: never
+    assert deploy_order.settle(v21, deployed=True)(deployed) is None  # nothing changes
+    released = deploy_order.settle(v21, deployed=False)(held)
     assert released == {"model": v21.model_name}
 
 
@@ -371,14 +373,14 @@ def test_dry_run_plans_and_writes_no_state(sample: Sample,
     assert result.outcome is Outcome.PLANNED
     assert '"traffic":25' in result.detail and '"deployment":"v20"' in result.detail
     plan = plan_of(registered(sample, deploy="true"))
-    assert dispatcher.ledger.get_state(dbt.order_key(plan)) is None
+    assert dispatcher.ledger.get_state(deploy_order.order_key(plan)) is None
 
 
 def test_dry_run_still_reports_an_older_version(sample: Sample,
                                                make_dispatcher: Callable[..., Dispatcher]) -> None:
     dispatcher = make_dispatcher()
     plan = plan_of(registered(sample, 21, deploy="true"))
-    dispatcher.ledger.update_state(dbt.order_key(plan), dbt.settle(plan, deployed=True))
+    dispatcher.ledger.update_state(deploy_order.order_key(plan), deploy_order.settle(plan, deployed=True))
     raw = sample("model_registered")
     raw["data"]["ModelTags"] = {"deploy": "true"}
     result = dispatcher.dispatch(raw, function=ON_MODEL_REGISTERED)
