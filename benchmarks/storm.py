@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
-import http.client
 import json
 import math
-import multiprocessing
 import os
 import re
 import socket
@@ -33,9 +31,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from load import BATCH, push_through_host
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-BATCH = 100
 EXPERIMENTS = ("sweep-lr", "sweep-depth", "sweep-dropout", "nightly")
 _DIGEST_SUBJECT = re.compile(r"Storm control: (\d+) more notification")
 
@@ -104,44 +103,12 @@ def make_events(count: int) -> list[dict[str, Any]]:
     return events
 
 
-def post_batches(port: int, bodies: list[bytes]) -> list[int]:
-    """Post batches over one keep-alive connection; the statuses that were not 202."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-    failures = []
-    for body in bodies:
-        conn.request("POST", "/runtime/webhooks/EventGrid?functionName=on_run_status", body,
-                     {"aeg-event-type": "Notification", "Content-Type": "application/json"})
-        response = conn.getresponse()
-        response.read()
-        if response.status != 202:
-            failures.append(response.status)
-    conn.close()
-    return failures
-
-
 def push(events: list[dict[str, Any]], env: dict[str, str], clients: int) -> tuple[float, Any]:
     """Seconds until every event is ledgered through a fresh local host; and its dispatcher."""
     os.environ.update(env)
-    import function_app
-    from amlevents.local_host import FunctionsHost, LocalServer, load_functions
+    elapsed = push_through_host(events, "on_run_status", clients)
     from handlers.dispatch import default_dispatcher
 
-    default_dispatcher.cache_clear()
-    bodies = [json.dumps(events[i:i + BATCH]).encode() for i in range(0, len(events), BATCH)]
-    server = LocalServer(FunctionsHost(load_functions(function_app.app)), port=0).start()
-    context = multiprocessing.get_context("spawn")
-    try:
-        with context.Pool(clients) as pool:
-            pool.apply(post_batches, (server.port, []))  # start-up cost outside the timing
-            start = time.perf_counter()
-            results = pool.starmap(post_batches, [(server.port, bodies[i::clients])
-                                                  for i in range(clients)])
-            elapsed = time.perf_counter() - start
-    finally:
-        server.stop()
-    failures = [status for share in results for status in share]
-    if failures:
-        raise SystemExit(f"{len(failures)} batches were not accepted: {failures[:5]}")
     return elapsed, default_dispatcher()
 
 

@@ -9,9 +9,7 @@ Run: .venv/bin/python benchmarks/throughput.py [--events N] [--clients C]
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
-import multiprocessing
 import os
 import sqlite3
 import tempfile
@@ -20,8 +18,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from load import BATCH, push_through_host
+
 ROOT = Path(__file__).resolve().parent.parent
-BATCH = 100
 
 
 def make_events(count: int) -> list[dict[str, Any]]:
@@ -47,44 +46,12 @@ def floor_per_event_s(events: list[dict[str, Any]], workdir: Path) -> float:
     return elapsed / len(events)
 
 
-def post_batches(port: int, bodies: list[bytes]) -> list[int]:
-    """Post batches over one keep-alive connection; the statuses that were not 202."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    failures = []
-    for body in bodies:
-        conn.request("POST", "/runtime/webhooks/EventGrid?functionName=on_ml_event", body,
-                     {"aeg-event-type": "Notification", "Content-Type": "application/json"})
-        response = conn.getresponse()
-        response.read()
-        if response.status != 202:
-            failures.append(response.status)
-    conn.close()
-    return failures
-
-
 def run_host(events: list[dict[str, Any]], workdir: Path, clients: int) -> float:
     """Seconds to push every event through the local host in batches of 100."""
     os.environ.update({
         "AMLEVENTS_ALLOWED_TOPICS": events[0]["topic"], "AMLEVENTS_DRY_RUN": "true",
         "AMLEVENTS_LEDGER_PATH": str(workdir / "ledger.sqlite3")})
-    import function_app
-    from amlevents.local_host import FunctionsHost, LocalServer, load_functions
-
-    bodies = [json.dumps(events[i:i + BATCH]).encode() for i in range(0, len(events), BATCH)]
-    server = LocalServer(FunctionsHost(load_functions(function_app.app)), port=0).start()
-    # Clients are separate processes, as Event Grid is: their CPU is not the host's GIL.
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(clients) as pool:
-        pool.apply(post_batches, (server.port, []))  # start-up cost outside the timing
-        start = time.perf_counter()
-        results = pool.starmap(post_batches, [(server.port, bodies[i::clients])
-                                              for i in range(clients)])
-        elapsed = time.perf_counter() - start
-    server.stop()
-    failures = [status for share in results for status in share]
-    if failures:
-        raise SystemExit(f"{len(failures)} batches were not accepted: {failures[:5]}")
-    return elapsed
+    return push_through_host(events, "on_ml_event", clients)
 
 
 def dispatch_only_per_event_s(events: list[dict[str, Any]], workdir: Path) -> float:
