@@ -27,6 +27,7 @@ class RunningHost:
 
     server: Any
     simulator: Any = None
+    timers: Any = None
 
     @property
     def url(self) -> str:
@@ -35,6 +36,8 @@ class RunningHost:
 
     def stop(self) -> None:
         """Stop the simulator (dead-lettering what is pending), then the server."""
+        if self.timers is not None:
+            self.timers.stop()
         if self.simulator is not None:
             self.simulator.stop()
         self.server.stop()
@@ -74,11 +77,17 @@ def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
     if running.simulator is not None:
         print(f"Event Grid topic simulator on {url}/api/events (key: AMLEVENTS_TOPIC_KEY; "
               "delivers through the subscriptions file)", flush=True)
+    import function_app
+    from amlevents.local_host import load_functions
+    from amlevents.timers import TimerRunner
+
+    running.timers = TimerRunner(list(load_functions(function_app.app).timers)).start()
     try:
         running.server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        running.timers.stop()
         if running.simulator is not None:
             running.simulator.stop()
     return 0

@@ -11,6 +11,7 @@ metadata (`FunctionApp.get_functions()`, called once) and answers like the Funct
   was handled, 500 when one must be redelivered (so Event Grid retries), 400 for a body that
   is not events at all.
 - `GET|POST /api/<route>`: the app's HTTP functions (e.g. `/api/health`).
+- Timer functions run on their NCRONTAB schedules (amlevents/timers.py) while `serve` runs.
 Optional extra routes (the Event Grid topic simulator) plug in through `extra_routes`.
 """
 
@@ -27,6 +28,8 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from amlevents.timers import Schedule, TimerFunction
 
 log = logging.getLogger("amlevents.host")
 
@@ -62,6 +65,7 @@ class LoadedFunctions:
     event_grid: Mapping[str, Callable[..., Any]]
     http_routes: Mapping[str, tuple[frozenset[str], Callable[..., Any]]]
     anonymous_routes: frozenset[str] = frozenset()
+    timers: tuple[TimerFunction, ...] = ()
 
 
 @functools.lru_cache(maxsize=8)
@@ -70,6 +74,7 @@ def load_functions(app: Any) -> LoadedFunctions:
     event_grid: dict[str, Callable[..., Any]] = {}
     routes: dict[str, tuple[frozenset[str], Callable[..., Any]]] = {}
     anonymous: set[str] = set()
+    timers: list[TimerFunction] = []
     for function in app.get_functions():
         trigger = function.get_trigger()
         kind = trigger.get_binding_name()
@@ -85,7 +90,12 @@ def load_functions(app: Any) -> LoadedFunctions:
             if str(getattr(raw.get("authLevel"), "value", raw.get("authLevel"))).lower() == \
                     "anonymous":
                 anonymous.add(route)
-    return LoadedFunctions(event_grid, routes, frozenset(anonymous))
+        elif kind == "timerTrigger":
+            raw = trigger.get_dict_repr()
+            timers.append(TimerFunction(name, Schedule.parse(str(raw.get("schedule", ""))),
+                                        bool(raw.get("runOnStartup")),
+                                        function.get_user_function()))
+    return LoadedFunctions(event_grid, routes, frozenset(anonymous), tuple(timers))
 
 
 def _as_event_grid_event(item: Mapping[str, Any]) -> Any:
