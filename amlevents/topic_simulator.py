@@ -9,17 +9,22 @@ own functions.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from amlevents.local_host import RawBody, Reply
+from handlers.errors import SettingError
 from handlers.settings import ALLOWED_TOPICS, SettingsReader
+
+if TYPE_CHECKING:
+    from amlevents.simulator import DeadLetterWriter
 
 TOPIC_KEY = "AMLEVENTS_TOPIC_KEY"
 SUBSCRIPTIONS_FILE = "AMLEVENTS_SUBSCRIPTIONS_FILE"
 SIMULATOR_DIR = "AMLEVENTS_SIMULATOR_DIR"
 SIMULATOR_TIME_SCALE = "AMLEVENTS_SIMULATOR_TIME_SCALE"
+SIMULATOR_DEADLETTER_CONNECTION = "AMLEVENTS_SIMULATOR_DEADLETTER_CONNECTION"
 DEFAULT_SUBSCRIPTIONS = Path(__file__).resolve().parent.parent / "infra" / "subscriptions.json"
 
 
@@ -32,6 +37,8 @@ class SimulatorSettings:
     directory: Path
     time_scale: float
     topic_id: str
+    # Empty: dead letters are files under `directory`; else a Blob Storage connection string.
+    deadletter_connection: str = field(default="", repr=False)
 
     @classmethod
     def from_mapping(cls, env: Mapping[str, str]) -> SimulatorSettings | None:
@@ -45,9 +52,25 @@ class SimulatorSettings:
             subscriptions_file=Path(reader.text(SUBSCRIPTIONS_FILE, str(DEFAULT_SUBSCRIPTIONS))),
             directory=Path(reader.text(SIMULATOR_DIR, ".amlevents")),
             time_scale=reader.number(SIMULATOR_TIME_SCALE, 1.0, minimum=1e-6, maximum=1.0),
-            topic_id=(reader.items(ALLOWED_TOPICS) or ("",))[0])
+            topic_id=(reader.items(ALLOWED_TOPICS) or ("",))[0],
+            deadletter_connection=reader.text(SIMULATOR_DEADLETTER_CONNECTION))
         reader.raise_if_invalid()
         return settings
+
+
+def _dead_letter_writer(settings: SimulatorSettings) -> DeadLetterWriter:
+    """Blob Storage (or Azurite) when a connection string is set, else the local folder."""
+    from amlevents import simulator as sim
+
+    if not settings.deadletter_connection:
+        return sim.FolderDeadLetterWriter(str(settings.directory / "deadletters"))
+    from amlevents.simulator.blob_deadletter import BlobDeadLetterWriter
+
+    try:
+        return BlobDeadLetterWriter(settings.deadletter_connection)
+    except ValueError:  # never echo the value: it holds the account key
+        raise SettingError(SIMULATOR_DEADLETTER_CONNECTION,
+                           "is not a valid storage connection string") from None
 
 
 class TopicSimulator:
@@ -62,8 +85,7 @@ class TopicSimulator:
         self.journal = sim.Journal(str(settings.directory / "journal.jsonl"))
         topic_id = settings.topic_id or sim.delivery.LOCAL_TOPIC_ID
         self.engine = sim.DeliveryEngine(
-            host_url, journal=self.journal,
-            dead_letters=sim.FolderDeadLetterWriter(str(settings.directory / "deadletters")),
+            host_url, journal=self.journal, dead_letters=_dead_letter_writer(settings),
             function_key=function_key, time_scale=settings.time_scale,
             endpoint_type="AzureFunction", topic_id=topic_id)
         topic = sim.EventGridTopic(subscriptions, self.engine, self.journal, topic_id=topic_id)

@@ -151,7 +151,7 @@ var deadLetterContainers = union(
 
 // Flex Consumption pulls the app package from this container.
 var deploymentContainerName = 'app-package'
-// handlers/ledger_table.py DEFAULT_TABLE_NAME (the app also creates it when missing).
+// handlers/ledger_table_settings.py DEFAULT_TABLE_NAME (the app also creates it when missing).
 var ledgerTableName = 'amleventsledger'
 
 // Platform settings: identity-based host storage, telemetry, the identity for DefaultAzureCredential.

@@ -3,9 +3,12 @@
 As the REST API documents (https://learn.microsoft.com/rest/api/communication/dataplane/email/send):
 `POST /emails:send?api-version=...` answers 202 with `Operation-Location`, then
 `GET /emails/operations/{id}?api-version=...` answers the operation status until `Succeeded`.
-Requests must carry the HMAC-SHA256 signature the SDK computes from a connection string's
+Requests must carry either the HMAC-SHA256 signature the SDK computes from a connection string's
 access key (azure/communication/email/_shared/policy.py): the string to sign is
-`VERB\\npath?query\\n{x-ms-date};{host};{x-ms-content-sha256}`.
+`VERB\\npath?query\\n{x-ms-date};{host};{x-ms-content-sha256}`; or, when the fake is told which
+tokens to accept (`accept_token`, e.g. "issued by the fake ARM's managed-identity endpoint"),
+`Authorization: Bearer <token>` as the SDK sends with a TokenCredential (scope
+`https://communication.azure.com//.default`, azure/communication/email/_shared/auth_policy_utils.py).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import json
 import ssl
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +46,9 @@ class FakeAcs:
     final_status: str = "Succeeded"
     operations: dict[str, int] = field(default_factory=dict)
     bad_signatures: int = 0
+    accept_token: Callable[[str], bool] | None = None
+    bearer_tokens: list[str] = field(default_factory=list)
+    bad_tokens: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -86,6 +92,17 @@ def _handler(fake: FakeAcs) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def _authorized(self, body: bytes) -> bool:
+            value = self.headers.get("Authorization", "")
+            if value.lower().startswith("bearer "):
+                token = value[7:]
+                with fake.lock:
+                    fake.bearer_tokens.append(token)
+                    if fake.accept_token is not None and fake.accept_token(token):
+                        return True
+                    fake.bad_tokens += 1
+                self._reply(401, {"error": {"code": "Denied", "message": "invalid bearer token"}},
+                            {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+                return False
             if _signature_ok(self, body, fake.port):
                 return True
             fake.bad_signatures += 1

@@ -1,18 +1,12 @@
-"""Delivery to the Functions host with Event Grid's handshake, retry schedule and dead-letter.
+"""The delivery engine: workers that deliver batches to the Functions host, retry, dead-letter.
 
 Follows https://learn.microsoft.com/azure/event-grid/delivery-and-retry:
 
-- Target: `{host}/runtime/webhooks/EventGrid?functionName={function}` (`&code=` when keyed),
-  header `aeg-event-type: Notification`; Event Grid schema bodies are arrays, CloudEvents bodies
-  one object (`application/cloudevents+json`) or, with batching, an array
-  (`application/cloudevents-batch+json`).
-- Once per endpoint before the first delivery: the SubscriptionValidationEvent handshake
-  (`{"validationResponse": code}` expected), or for CloudEvents the OPTIONS abuse-protection
-  handshake (`WebHook-Allowed-Origin`). A failed handshake counts as a failed attempt.
-- Success is 200-204 only. WebHook endpoints: 400, 401, 403, 413 are not retried (dead-letter
-  at once); AzureFunction endpoints: 400, 403, 413, with 401 and 404 retried after 5 minutes or
-  more. 408 waits 2 minutes or more, 503 30 seconds or more, everything else follows the schedule
-  10 s, 30 s, 1 m, 5 m, 10 m, 30 m, 1 h, 3 h, 6 h, then every 12 h.
+- Target: `{host}/runtime/webhooks/EventGrid?functionName={function}` (`&code=` when keyed); the
+  body and headers are built by delivery_format.py.
+- Once per endpoint before the first delivery: the handshake (handshake.py). A failed handshake
+  counts as a failed attempt.
+- Success is 200-204 only; which answers are retried, and after how long, is delivery_policy.py.
 - maxDeliveryAttempts ends retries; the time-to-live is checked only at the next scheduled
   attempt, as documented. `time_scale` (e.g. 0.001) compresses every wait; the dead-letter
   record's times are simulated times (publish time + scaled-up elapsed time).
@@ -22,11 +16,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,52 +26,26 @@ from typing import Any
 from urllib.parse import quote
 
 from amlevents.simulator import journal as jr
+from amlevents.simulator.delivery_format import notification, to_delivery_schema
+from amlevents.simulator.delivery_policy import (
+    NON_RETRIABLE,
+    Attempt,
+    outcome_for,
+    retry_delay_s,
+)
+from amlevents.simulator.handshake import options_handshake, validation_handshake
 from amlevents.simulator.journal import DeadLetterInfo, DeadLetterWriter, Journal, JournalEntry
-from amlevents.simulator.subscriptions import CLOUD_EVENT_SCHEMA, Subscription
+from amlevents.simulator.subscription_model import CLOUD_EVENT_SCHEMA, Subscription
 from amlevents.simulator.transport import DeliveryNetworkError, HttpClientTransport, Transport
+
+# Re-exported: imported from here by the package, the topic and the tests.
+__all__ = ["LOCAL_TOPIC_ID", "DeliveryEngine", "outcome_for", "retry_delay_s",
+           "to_delivery_schema"]
 
 log = logging.getLogger("amlevents.simulator")
 
-RETRY_SCHEDULE_S = (10, 30, 60, 300, 600, 1800, 3600, 10800, 21600)
-THEN_EVERY_S = 43200
-NON_RETRIABLE = {"WebHook": frozenset({400, 401, 403, 413}),
-                 "AzureFunction": frozenset({400, 403, 413})}
-MIN_RETRY_DELAY_S = {"WebHook": {408: 120, 503: 30},
-                     "AzureFunction": {401: 300, 404: 300, 408: 120, 503: 30}}
-OUTCOMES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
-            408: "TimedOut", 413: "PayloadTooLarge", 429: "Busy", 503: "Busy"}
-VALIDATION_EVENT_TYPE = "Microsoft.EventGrid.SubscriptionValidationEvent"
-WEBHOOK_ORIGIN = "eventgrid.azure.net"
 LOCAL_TOPIC_ID = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/local"
                   "/providers/Microsoft.EventGrid/topics/amlevents-local")
-JSON = "application/json; charset=utf-8"
-
-
-def retry_delay_s(failed_attempts: int, status: int | None, endpoint_type: str = "WebHook") -> int:
-    """Seconds to wait after the n-th failed attempt, per schedule and status-code floor."""
-    index = failed_attempts - 1
-    base = RETRY_SCHEDULE_S[index] if index < len(RETRY_SCHEDULE_S) else THEN_EVERY_S
-    return max(base, MIN_RETRY_DELAY_S[endpoint_type].get(status or 0, 0))
-
-
-def outcome_for(status: int) -> str:
-    """lastDeliveryOutcome for an HTTP status (GenericError, as Event Grid logs, otherwise)."""
-    return OUTCOMES.get(status, "GenericError")
-
-
-def to_delivery_schema(event: Mapping[str, Any], schema: str) -> dict[str, Any]:
-    """Convert a published event to the subscription's delivery schema (both ways)."""
-    cloud_in = "specversion" in event
-    if (schema == CLOUD_EVENT_SCHEMA) == cloud_in:
-        return dict(event)
-    if cloud_in:
-        return {"id": event["id"], "topic": event["source"], "subject": event.get("subject") or "",
-                "eventType": event["type"], "eventTime": event.get("time") or jr.iso(jr.utc_now()),
-                "data": event.get("data"), "dataVersion": "", "metadataVersion": "1"}
-    converted = {"specversion": "1.0", "id": event["id"], "source": event.get("topic", ""),
-                 "type": event["eventType"], "subject": event["subject"],
-                 "time": event["eventTime"], "datacontenttype": "application/json"}
-    return {**converted, "data": event.get("data")}
 
 
 @dataclass
@@ -94,13 +60,6 @@ class _Job:
     last_status: int | None = None
     last_outcome: str = ""
     last_attempt_mono: float | None = None
-
-
-@dataclass(frozen=True)
-class _Attempt:
-    delivered: bool
-    status: int | None
-    outcome: str
 
 
 class DeliveryEngine:
@@ -236,75 +195,34 @@ class DeliveryEngine:
     def _simulated_elapsed_s(self, job: _Job, mono: float) -> float:
         return (mono - job.publish_mono) / self.time_scale
 
-    def _attempt(self, job: _Job) -> _Attempt:
+    def _attempt(self, job: _Job) -> Attempt:
         url = self.endpoint_url(job.subscription)
         try:
             failed = self._ensure_validated(job.subscription, url)
             if failed is not None:
                 return failed
-            headers, body = self._notification(job)
+            headers, body = notification(job.subscription, job.events, job.attempts)
             result = self._transport.request("POST", url, headers, body, self.response_timeout_s)
         except DeliveryNetworkError as exc:
             log.info("delivery to %s failed: %s", url, exc)
-            return _Attempt(False, None, exc.outcome)
+            return Attempt(False, None, exc.outcome)
         delivered = 200 <= result.status <= 204
-        return _Attempt(delivered, result.status, "Delivered" if delivered
-                        else outcome_for(result.status))
+        return Attempt(delivered, result.status, "Delivered" if delivered
+                       else outcome_for(result.status))
 
-    def _notification(self, job: _Job) -> tuple[dict[str, str], bytes]:
-        subscription = job.subscription
-        cloud = subscription.event_delivery_schema == CLOUD_EVENT_SCHEMA
-        payload: Any
-        if cloud and subscription.batching is None:
-            content_type, payload = "application/cloudevents+json; charset=utf-8", job.events[0]
-        elif cloud:
-            content_type, payload = "application/cloudevents-batch+json; charset=utf-8", job.events
-        else:
-            content_type, payload = JSON, job.events
-        headers = {"Content-Type": content_type, "aeg-event-type": "Notification",
-                   "aeg-subscription-name": subscription.name.upper(),
-                   "aeg-delivery-count": str(job.attempts - 1), "aeg-metadata-version": "1",
-                   "aeg-data-version": str(job.events[0].get("dataVersion", ""))}
-        return headers, json.dumps(payload).encode("utf-8")
-
-    def _ensure_validated(self, subscription: Subscription, url: str) -> _Attempt | None:
+    def _ensure_validated(self, subscription: Subscription, url: str) -> Attempt | None:
         cloud = subscription.event_delivery_schema == CLOUD_EVENT_SCHEMA
         cache_key = f"{'cloud' if cloud else 'eventgrid'} {url}"
         with self._validation_lock:
             if cache_key in self._validated:
                 return None
-            failed = self._options_handshake(url) if cloud else self._validation_handshake(
-                subscription, url)
+            failed = (options_handshake(self._transport, url, self.response_timeout_s) if cloud
+                      else validation_handshake(self._transport, subscription, url,
+                                                topic_id=self.topic_id, now=self._now,
+                                                timeout_s=self.response_timeout_s))
             if failed is None:
                 self._validated.add(cache_key)
             return failed
-
-    def _validation_handshake(self, subscription: Subscription, url: str) -> _Attempt | None:
-        code = str(uuid.uuid4())
-        event = {"id": str(uuid.uuid4()), "topic": self.topic_id, "subject": "",
-                 "data": {"validationCode": code,
-                          "validationUrl": f"https://eventgrid.invalid/validate?id={code}"},
-                 "eventType": VALIDATION_EVENT_TYPE, "eventTime": jr.iso(self._now()),
-                 "metadataVersion": "1", "dataVersion": "2"}
-        headers = {"Content-Type": JSON, "aeg-event-type": "SubscriptionValidation",
-                   "aeg-subscription-name": subscription.name.upper(), "aeg-delivery-count": "0",
-                   "aeg-metadata-version": "1", "aeg-data-version": "2"}
-        result = self._transport.request("POST", url, headers, json.dumps([event]).encode(),
-                                         self.response_timeout_s)
-        if result.status == 200 and _validation_response(result.body) == code:
-            return None
-        log.warning("validation handshake with %s failed: HTTP %s", url, result.status)
-        return _Attempt(False, result.status, "ValidationFailed" if result.status == 200
-                        else outcome_for(result.status))
-
-    def _options_handshake(self, url: str) -> _Attempt | None:
-        result = self._transport.request("OPTIONS", url, {"WebHook-Request-Origin": WEBHOOK_ORIGIN},
-                                         b"", self.response_timeout_s)
-        allowed = result.headers.get("webhook-allowed-origin", "")
-        if result.status == 200 and allowed in ("*", WEBHOOK_ORIGIN):
-            return None
-        return _Attempt(False, result.status, "ValidationFailed" if result.status == 200
-                        else outcome_for(result.status))
 
     def _dead_letter(self, job: _Job, reason: str) -> None:
         subscription = job.subscription
@@ -340,11 +258,3 @@ class DeliveryEngine:
                 reason=reason, delivery_attempts=job.attempts,
                 last_http_status_code=job.last_status, location=location))
 
-
-def _validation_response(body: bytes) -> str | None:
-    try:
-        answer = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return None
-    value = answer.get("validationResponse") if isinstance(answer, dict) else None
-    return value if isinstance(value, str) else None

@@ -40,8 +40,8 @@ class AcsEmailChannel:
                 from azure.communication.email import EmailClient
 
                 # Event Grid redelivers on failure: one quick SDK retry is enough here.
-                kwargs: dict[str, Any] = {"retry_total": 1, "retry_backoff_factor": 0.2,
-                                          "connection_timeout": self._timeout_s,
+                retry: dict[str, Any] = {"retry_total": 1, "retry_backoff_factor": 0.2}
+                kwargs: dict[str, Any] = {**retry, "connection_timeout": self._timeout_s,
                                           "read_timeout": self._timeout_s}
                 if self._ca_file:
                     kwargs["connection_verify"] = self._ca_file
@@ -51,8 +51,10 @@ class AcsEmailChannel:
                 else:
                     from azure.identity import DefaultAzureCredential
 
-                    self._client = EmailClient(self._endpoint, DefaultAzureCredential(),
-                                               **kwargs)
+                    # The same policy for the token request: the identity endpoint's default
+                    # retries would hold this invocation ~5 s when it is unreachable.
+                    credential = DefaultAzureCredential(**retry)
+                    self._client = EmailClient(self._endpoint, credential, **kwargs)
             return self._client
 
     def send(self, message: Message) -> str:

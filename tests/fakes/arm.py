@@ -389,6 +389,11 @@ class FakeArm:
         with self.lock:
             return list(self._token_requests)
 
+    def issued(self, token: str) -> bool:
+        """True for a bearer token this fake's managed-identity endpoint handed out."""
+        with self.lock:
+            return token in self._issued
+
     def requests_matching(self, method: str = "*", path_regex: str = "") -> list[RecordedRequest]:
         """Recorded ARM requests with this method (``*`` = any) whose path matches the regex."""
         pattern = re.compile(path_regex, re.IGNORECASE)
