@@ -33,7 +33,7 @@ from tests.reliability.conftest import (
 )
 from tests.reliability.workers import dispatch_once
 
-CLAIM_TIMEOUT_S = "3"
+CLAIM_TIMEOUT_S = "5"
 
 
 def crash_while_holding(arm: FakeArm, env: dict[str, str], raw: dict[str, Any], function: str,

@@ -65,6 +65,11 @@ def serve_instance(ready: Queue[int], stop: Event) -> None:
 def dispatch_once(env: dict[str, str], raw: dict[str, Any], function: str,
                   done: Queue[str]) -> None:
     """A worker handling one event (the test kills it before it finishes)."""
+    # Import the SDKs before claiming, as a warm instance has them: on a loaded machine their
+    # import alone can outlast the short claim timeout the crash tests use.
+    import azure.ai.ml
+    import azure.mgmt.datafactory  # noqa: F401
+
     from handlers.dispatch import Dispatcher
 
     result = Dispatcher(env).dispatch(raw, function=function)
