@@ -30,7 +30,7 @@ from handlers.errors import (
     SettingError,
 )
 from handlers.ledger import EventFacts, Ledger, LedgerEntry, Outcome, body_key, event_key
-from handlers.ledger_store import open_store
+from handlers.ledger_store import open_store, open_store_despite
 from handlers.redaction import install_redaction, redact, secret_values
 from handlers.routing import HANDLERS, accepts
 from handlers.settings import ALLOWED_TOPICS, CoreSettings
@@ -65,6 +65,7 @@ class Dispatcher:
         self.clock = clock
         self._ledger = ledger
         self._context: HandlerContext | None = None
+        self._fallback: Ledger | None = None  # the ledger while other settings are invalid
         self._lock = threading.Lock()
         self._secrets = secret_values(self.env)
 
@@ -112,7 +113,7 @@ class Dispatcher:
         except SettingError as exc:
             # Misconfiguration: keep the event (retry) so it is acted on once settings are fixed.
             log.error("settings invalid, event %s will be retried: %s", facts.event_id, exc)
-            return self._unrecorded(facts, Outcome.RETRY, "settings invalid", str(exc))
+            return self._record_unconfigured(facts, exc)
         verdict = self._precheck(envelope, function, ctx)
         if verdict is not None:
             return self._record(ctx.ledger, facts, verdict)
@@ -179,7 +180,7 @@ class Dispatcher:
         try:
             ledger = self.context().ledger
         except SettingError as setting_exc:
-            return self._unrecorded(facts, Outcome.RETRY, "settings invalid", str(setting_exc))
+            return self._record_unconfigured(facts, setting_exc)
         return self._record(ledger, facts, ActionResult(Outcome.INVALID, "rejected", str(exc)))
 
     def _record(self, ledger: Ledger, facts: EventFacts, result: ActionResult) -> DispatchResult:
@@ -188,6 +189,17 @@ class Dispatcher:
         if first:
             self._log(entry)
         return self._result(entry, duplicate=not first)
+
+    def _record_unconfigured(self, facts: EventFacts, exc: SettingError) -> DispatchResult:
+        """Record a `retry` in the ledger the settings point at, if those settings are sound."""
+        try:
+            with self._lock:
+                if self._fallback is None:
+                    self._fallback = Ledger(open_store_despite(self.env), clock=self.clock)
+            return self._record(self._fallback, facts, ActionResult(
+                Outcome.RETRY, "settings invalid", str(exc)))
+        except SettingError:
+            return self._unrecorded(facts, Outcome.RETRY, "settings invalid", str(exc))
 
     def _unrecorded(self, facts: EventFacts, outcome: Outcome, action: str,
                     detail: str) -> DispatchResult:

@@ -157,9 +157,20 @@ def test_invalid_settings_mean_retry_not_loss(make_dispatcher: MakeDispatcher,
     result = deliver(broken, sample("dataset_drift_detected"))
     assert result.outcome is Outcome.RETRY and result.should_retry
     assert "AMLEVENTS_DRIFT_THRESHOLD" in result.detail
+    # AND the event is in the ledger all the same (its ledger settings are sound)
+    [entry] = make_dispatcher().ledger.entries()
+    assert entry.outcome is Outcome.RETRY and "AMLEVENTS_DRIFT_THRESHOLD" in entry.detail
     # WHEN the operator fixes the setting THEN the redelivery is acted on
     fixed = make_dispatcher()
     assert deliver(fixed, sample("dataset_drift_detected")).outcome is Outcome.PLANNED
+    [entry] = fixed.ledger.entries()
+    assert entry.outcome is Outcome.PLANNED and entry.attempts == 2
+
+
+def test_invalid_ledger_settings_mean_retry_unrecorded(make_dispatcher: MakeDispatcher,
+                                                       sample: Sample) -> None:
+    result = deliver(make_dispatcher(AMLEVENTS_LEDGER="mongo"), sample("run_status_changed"))
+    assert result.outcome is Outcome.RETRY and "AMLEVENTS_LEDGER" in result.detail
 
 
 def test_handle_trigger_raises_for_retry(monkeypatch: pytest.MonkeyPatch,
