@@ -70,7 +70,15 @@ def build_host(env: dict[str, str], *, bind: str, port: int) -> RunningHost:
 
 def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
     """Run the local Functions host until Ctrl-C."""
-    running = build_host(env, bind=args.host, port=args.port)
+    try:
+        running = build_host(env, bind=args.host, port=args.port)
+    except OSError as exc:
+        print(f"amlevents: cannot listen on {args.host}:{args.port}: {exc.strerror} "
+              "(is another host running? try --port)", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # e.g. binding beyond loopback without AMLEVENTS_HOST_KEY
+        print(f"amlevents: {exc}", file=sys.stderr)
+        return 2
     url = running.url
     print(f"amlevents host on {url} (Event Grid: {url}/runtime/webhooks/EventGrid"
           f"?functionName=NAME, health: {url}/api/health)", flush=True)

@@ -118,3 +118,17 @@ def test_broken_local_settings_json_is_named(tmp_path: Path) -> None:
         local_env(tmp_path, environ={})
     result = run_cli("ledger", cwd=tmp_path)
     assert result.returncode == 2 and "local.settings.json" in result.stderr
+
+
+def test_serve_explains_a_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", "--port", str(port), cwd=tmp_path)
+    assert result.returncode == 2 and "cannot listen" in result.stderr
+
+
+def test_serve_beyond_loopback_needs_a_key(tmp_path: Path) -> None:
+    result = run_cli("serve", "--host", "0.0.0.0", "--port", str(free_port()), cwd=tmp_path)
+    assert result.returncode == 2 and "AMLEVENTS_HOST_KEY" in result.stderr
