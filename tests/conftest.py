@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,10 @@ from typing import Any
 import pytest
 
 from handlers.dispatch import Dispatcher, default_dispatcher
-from tests.azurite import azurite, azurite_blob  # noqa: F401 - session fixtures for every tier
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples" / "events"
+pytest_plugins = ["tests.azurite"]  # session fixtures `azurite`, `azurite_blob` for every tier
 SAMPLE_TOPIC = ("/subscriptions/{subscription-id}/resourceGroups/{resource-group-name}"
                 "/providers/Microsoft.MachineLearningServices/workspaces/{workspace-name}")
 
@@ -58,3 +59,30 @@ def make_dispatcher(base_env: dict[str, str]) -> Callable[..., Dispatcher]:
     def build(**overrides: str) -> Dispatcher:
         return Dispatcher({**base_env, **overrides})
     return build
+
+
+# -- ledgers: each store in turn (Azurite via tests/azurite.py) ------------------------------
+
+BACKENDS = ("sqlite", "table")
+
+
+@pytest.fixture
+def table_env(azurite: str) -> Iterator[dict[str, str]]:
+    """Settings choosing the Table ledger on Azurite, with a table of its own for this test."""
+    env = {"AMLEVENTS_LEDGER": "table", "AMLEVENTS_LEDGER_TABLE_CONNECTION": azurite,
+           "AMLEVENTS_LEDGER_TABLE_NAME": "t" + uuid.uuid4().hex[:20]}
+    yield env
+    from handlers.ledger_table import TableLedgerStore
+
+    store = TableLedgerStore.from_settings(env)
+    store.delete_table()
+    store.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """Ledger settings for each backend in turn: a fresh SQLite file, or a fresh Azurite table."""
+    if request.param == "table":
+        env: dict[str, str] = request.getfixturevalue("table_env")
+        return env
+    return {"AMLEVENTS_LEDGER": "sqlite", "AMLEVENTS_LEDGER_PATH": str(tmp_path / "ledger.db")}

@@ -11,12 +11,10 @@ import copy
 import json
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message as MailMessage
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -142,28 +140,6 @@ def ledger_rows(env: dict[str, str]) -> list[LedgerEntry]:
 
 
 # -- ledgers ---------------------------------------------------------------------------------
-
-@pytest.fixture
-def table_ledger(azurite: str) -> Iterator[dict[str, str]]:
-    """Ledger settings for a fresh table on the session's Azurite."""
-    from handlers.ledger_table import TableLedgerStore
-
-    env = {"AMLEVENTS_LEDGER": "table", "AMLEVENTS_LEDGER_TABLE_CONNECTION": azurite,
-           "AMLEVENTS_LEDGER_TABLE_NAME": "rel" + uuid.uuid4().hex[:16]}
-    yield env
-    store = TableLedgerStore.from_settings(env)
-    store.delete_table()
-    store.close()
-
-
-@pytest.fixture(params=["table", "sqlite"])
-def any_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    """Each ledger store in turn: a fresh Azurite table, then a fresh SQLite file."""
-    if request.param == "table":
-        env: dict[str, str] = request.getfixturevalue("table_ledger")
-        return env
-    return {"AMLEVENTS_LEDGER": "sqlite", "AMLEVENTS_LEDGER_PATH": str(tmp_path / "l.sqlite3")}
-
 
 # -- the fake ARM ----------------------------------------------------------------------------
 

@@ -65,9 +65,9 @@ def wait_for_expiry(row: LedgerEntry) -> None:
 
 
 def test_dead_worker_adf_run_is_reconciled_not_started_twice(
-        arm: FakeArm, table_ledger: dict[str, str], start_host: Callable[..., Host],
+        arm: FakeArm, table_env: dict[str, str], start_host: Callable[..., Host],
         figures: Figures) -> None:
-    env = live_env(arm, **table_ledger, AMLEVENTS_CLAIM_TIMEOUT_S=CLAIM_TIMEOUT_S,
+    env = live_env(arm, **table_env, AMLEVENTS_CLAIM_TIMEOUT_S=CLAIM_TIMEOUT_S,
                    AMLEVENTS_RETRAIN_TIMEOUT_S="60")
     raw = drift_event("crash-drift")
     # GIVEN a worker that claimed the event, recorded its intent, sent createRun (which ADF
@@ -97,9 +97,9 @@ def test_dead_worker_adf_run_is_reconciled_not_started_twice(
 
 
 def test_dead_worker_deployment_is_not_made_twice(
-        arm: FakeArm, any_ledger: dict[str, str], start_host: Callable[..., Host],
+        arm: FakeArm, backend_env: dict[str, str], start_host: Callable[..., Host],
         figures: Figures) -> None:
-    env = live_env(arm, **any_ledger, AMLEVENTS_CLAIM_TIMEOUT_S=CLAIM_TIMEOUT_S,
+    env = live_env(arm, **backend_env, AMLEVENTS_CLAIM_TIMEOUT_S=CLAIM_TIMEOUT_S,
                    AMLEVENTS_DEPLOY_HTTP_TIMEOUT_S="60")
     raw = model_event(arm, 20, "crash-deploy")
     # GIVEN a worker killed after Azure ML accepted its deployment PUT
@@ -125,7 +125,7 @@ def test_dead_worker_deployment_is_not_made_twice(
     assert len(arm.ml.deployments(ENDPOINT)) == 1 and len(bodies) == 1
     assert len(puts) == 1
     assert arm.ml.endpoint(ENDPOINT).traffic == {"v20": 100}
-    figures.record(f"crash [deploy, {any_ledger['AMLEVENTS_LEDGER']}]",
+    figures.record(f"crash [deploy, {backend_env['AMLEVENTS_LEDGER']}]",
                    f"worker SIGKILLed after the deployment PUT -> ledger "
                    f"'{claimed.outcome.value}', redelivery before expiry -> {busy_status} busy, "
                    f"after expiry -> '{row.outcome.value}'; {len(puts)} deployment PUT, "

@@ -26,11 +26,11 @@ POSTERS = 2
 
 
 def test_100_deliveries_from_several_processes_start_one_run(
-        arm: FakeArm, any_ledger: dict[str, str], start_host: Callable[..., Host],
+        arm: FakeArm, backend_env: dict[str, str], start_host: Callable[..., Host],
         figures: Figures) -> None:
     # GIVEN two app instances (this process and a spawned one) sharing one ledger, retraining
     # live against the fake ARM, whose createRun answers slowly (so deliveries overlap)
-    env = live_env(arm, **any_ledger)
+    env = live_env(arm, **backend_env)
     host = start_host(env)
     arm.delay_next("POST", CREATE_RUN, 0.5, process_first=True)
     spawn = multiprocessing.get_context("spawn")
@@ -66,7 +66,7 @@ def test_100_deliveries_from_several_processes_start_one_run(
     assert len(rows) == 1 and rows[0].outcome is Outcome.DONE, rows
     assert json.loads(rows[0].detail)["run_id"] == arm.adf.runs()[0].run_id
     figures.record(
-        f"duplicates [{any_ledger['AMLEVENTS_LEDGER']}]",
+        f"duplicates [{backend_env['AMLEVENTS_LEDGER']}]",
         f"{DELIVERIES} deliveries from {POSTERS} processes to 2 instances -> "
         f"{len(creates)} createRun, {len(rows)} ledger row '{rows[0].outcome.value}' "
         f"({statuses[202]} answered 202, {statuses[500]} busy 500 -> redelivered)")

@@ -106,7 +106,7 @@ def acs(tmp_path: Path) -> Iterator[Any]:
         yield fake
 
 
-def test_no_secret_in_logs_or_ledger(arm: FakeArm, table_ledger: dict[str, str], acs: Any,
+def test_no_secret_in_logs_or_ledger(arm: FakeArm, table_env: dict[str, str], acs: Any,
                                      tmp_path: Path, caplog: pytest.LogCaptureFixture,
                                      figures: Figures) -> None:
     from azure.core.credentials import AzureKeyCredential
@@ -126,7 +126,7 @@ def test_no_secret_in_logs_or_ledger(arm: FakeArm, table_ledger: dict[str, str],
                                    "AccountKey=V0VCSk9CUy1TRUNSRVQta2V5;",
             "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=APPINSIGHTS-SECRET-00",
         }
-        env = live_env(arm, **table_ledger, **secrets, AMLEVENTS_DRY_RUN_NOTIFY="false",
+        env = live_env(arm, **table_env, **secrets, AMLEVENTS_DRY_RUN_NOTIFY="false",
                        AMLEVENTS_NOTIFY_SMTP_HOST="127.0.0.1",
                        AMLEVENTS_NOTIFY_SMTP_PORT=str(smtp.port),
                        AMLEVENTS_NOTIFY_SMTP_STARTTLS="false",
@@ -163,7 +163,7 @@ def test_no_secret_in_logs_or_ledger(arm: FakeArm, table_ledger: dict[str, str],
             running.stop()
     rows = ledger_rows(env)
     stored = json.dumps([r.as_json() for r in rows]) + json.dumps(
-        [dict(e) for e in table_entities(table_ledger)], default=str)
+        [dict(e) for e in table_entities(table_env)], default=str)
     outcomes = sorted(r.outcome.value for r in rows)
     # The batch did go through the failure paths (and was logged) ...
     assert statuses[:2] == [500, 202] and "failed" in outcomes and "refused" in outcomes
@@ -171,7 +171,7 @@ def test_no_secret_in_logs_or_ledger(arm: FakeArm, table_ledger: dict[str, str],
     assert any(r.name.startswith("azure") for r in caplog.records)
     # ... and no secret value is in any log line, traceback, or ledger row / state item
     values = [*secrets.values(), SECRET_PATH.split("sig=")[1], ACCESS_KEY, "V0VCSk9CUy1TRUNSRVQta2V5",
-              table_ledger["AMLEVENTS_LEDGER_TABLE_CONNECTION"]]
+              table_env["AMLEVENTS_LEDGER_TABLE_CONNECTION"]]
     logged = "\n".join(_text(r) for r in caplog.records)
     leaks = [v for v in values if v in logged or v in stored]
     assert leaks == [], [(v, [(r.name, _text(r)[:300]) for r in caplog.records if v in _text(r)],
