@@ -23,13 +23,14 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 SECRET_PATH = "/workflows/abc/triggers/manual/paths/invoke?sig=TOPSECRETsig123456"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Received:
     """One request a receiver got."""
 
     path: str
     headers: dict[str, str]
     body: bytes
+    method: str = "POST"
 
     def json(self) -> Any:
         """The body as JSON."""

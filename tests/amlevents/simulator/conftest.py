@@ -11,19 +11,7 @@ from typing import Any
 
 import pytest
 
-
-@dataclass(frozen=True)
-class Received:
-    """One request the receiver got."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        """The body, decoded."""
-        return json.loads(self.body)
+from tests.fakes_notify import Received
 
 
 @dataclass
@@ -41,9 +29,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _record(self) -> Received:
         length = int(self.headers.get("Content-Length") or 0)
-        received = Received(self.command, self.path, {k.lower(): v for k, v in
-                                                      self.headers.items()},
-                            self.rfile.read(length) if length else b"")
+        received = Received(self.path, {k.lower(): v for k, v in self.headers.items()},
+                            self.rfile.read(length) if length else b"", method=self.command)
         with self.server.lock:
             self.server.received.append(received)
         return received
