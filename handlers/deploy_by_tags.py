@@ -263,7 +263,7 @@ def decide(event: ModelRegistered, policy: DeployPolicy) -> DeploymentPlan | Act
 
 def handle(event: ModelRegistered, ctx: HandlerContext) -> ActionResult:
     """Decide, keep versions in order per endpoint, then deploy through the adapter."""
-    policy = DeployPolicy.from_mapping(ctx.env)
+    policy = ctx.settings_of(DeployPolicy.from_mapping)
     decision = decide(event, policy)
     if isinstance(decision, ActionResult):
         return decision

@@ -109,7 +109,7 @@ def decide(event: DatasetDriftDetected, settings: RetrainSettings, default_thres
 
 def handle(event: DatasetDriftDetected, ctx: HandlerContext) -> ActionResult:
     """Decide, then start the run through the adapter (or its dry-run twin)."""
-    settings = RetrainSettings.from_mapping(ctx.env)
+    settings = ctx.settings_of(RetrainSettings.from_mapping)
     decision = decide(event, settings, ctx.settings.drift_threshold,
                       dry_run=ctx.adapters.is_dry_run("retrain"))
     if isinstance(decision, ActionResult):

@@ -7,7 +7,6 @@ https://learn.microsoft.com/azure/machine-learning/how-to-use-event-grid
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -19,7 +18,7 @@ from handlers.errors import InvalidEvent
 from handlers.events import MlEvent, ModelDeployed, RunCompleted, RunStatusChanged
 from handlers.ledger import event_key
 from handlers.notify_message import Notice, studio_endpoints_url, studio_run_url
-from handlers.notify_settings import RULES, STUDIO_ENDPOINT, RoutingSettings, Rule
+from handlers.notify_settings import RULES, RoutingSettings, Rule
 from handlers.settings import NOTIFY_MODEL_DEPLOYED, NOTIFY_RUN_COMPLETED, NOTIFY_RUN_STATUSES
 from handlers.workspace import WorkspaceRef
 
@@ -53,17 +52,6 @@ class _Facts:
     tags: Mapping[str, str]
 
 
-@functools.lru_cache(maxsize=8)
-def _routing(rules: str, studio: str) -> RoutingSettings:
-    # Parsed once per distinct value: a storm must not re-parse the rules for every event.
-    return RoutingSettings.from_mapping({RULES: rules, STUDIO_ENDPOINT: studio})
-
-
-def routing_settings(env: Mapping[str, str]) -> RoutingSettings:
-    """The rules and studio endpoint of `env`, validated (SettingError names the setting)."""
-    return _routing(env.get(RULES, ""), env.get(STUDIO_ENDPOINT, ""))
-
-
 def decide(event: MlEvent, ctx: HandlerContext) -> NotificationPlan | ActionResult:
     """A plan for the events the settings and rules ask to notify about, else a skip."""
     settings = ctx.settings
@@ -83,7 +71,7 @@ def decide(event: MlEvent, ctx: HandlerContext) -> NotificationPlan | ActionResu
                 f"ModelDeployed notifications are off ({NOTIFY_MODEL_DEPLOYED})")
     else:
         return ActionResult.skipped(f"{event.envelope.event_type} does not notify")
-    routing = routing_settings(ctx.env)
+    routing = ctx.settings_of(RoutingSettings.from_mapping)
     facts = _facts(event)
     rule = _first_match(routing.rules, facts)
     if routing.rules and rule is None:
