@@ -196,13 +196,11 @@ def cmd_publish(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 
 def open_ledger(env: dict[str, str]) -> Any:
-    """The ledger the settings point at."""
+    """The ledger the settings point at (readable even while other settings are invalid)."""
     from handlers.ledger import Ledger
     from handlers.ledger_store import open_store
-    from handlers.settings import CoreSettings
 
-    settings = CoreSettings.from_mapping(env)
-    return Ledger(open_store(env, settings))
+    return Ledger(open_store(env))
 
 
 def print_ledger(env: dict[str, str], *, as_json: bool, out: Any = None) -> None:

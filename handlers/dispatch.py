@@ -30,7 +30,7 @@ from handlers.errors import (
     SettingError,
 )
 from handlers.ledger import EventFacts, Ledger, LedgerEntry, Outcome, body_key, event_key
-from handlers.ledger_store import open_store, open_store_despite
+from handlers.ledger_store import open_store
 from handlers.redaction import install_redaction, redact, secret_values
 from handlers.routing import HANDLERS, accepts
 from handlers.settings import ALLOWED_TOPICS, CoreSettings
@@ -79,7 +79,7 @@ class Dispatcher:
         with self._lock:
             if self._context is None:
                 settings = CoreSettings.from_mapping(self.env)
-                ledger = self._ledger or Ledger(open_store(self.env, settings),
+                ledger = self._ledger or Ledger(open_store(self.env),
                                                 claim_timeout_s=settings.claim_timeout_s,
                                                 clock=self.clock)
                 self._context = HandlerContext(
@@ -195,7 +195,7 @@ class Dispatcher:
         try:
             with self._lock:
                 if self._fallback is None:
-                    self._fallback = Ledger(open_store_despite(self.env), clock=self.clock)
+                    self._fallback = Ledger(open_store(self.env), clock=self.clock)
             return self._record(self._fallback, facts, ActionResult(
                 Outcome.RETRY, "settings invalid", str(exc)))
         except SettingError:
