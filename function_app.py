@@ -1,6 +1,6 @@
 """amlevents: Azure ML workspace events (via Event Grid) → deployments, retraining, notifications.
 
-Thin on purpose: each trigger hands its event to handlers.dispatch. No Azure SDK is imported
+Thin on purpose: each trigger hands its event to handlers.runtime.dispatch. No Azure SDK is imported
 here (cold start); adapters import theirs lazily.
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from handlers.dispatch import default_dispatcher, handle_trigger
-from handlers.health import health_response
-from handlers.routing import ON_DRIFT_DETECTED, ON_ML_EVENT, ON_MODEL_REGISTERED, ON_RUN_STATUS
+from handlers.runtime.dispatch import default_dispatcher, handle_trigger
+from handlers.runtime.health import health_response
+from handlers.runtime.routing import ON_DRIFT_DETECTED, ON_ML_EVENT, ON_MODEL_REGISTERED, ON_RUN_STATUS
 
 app = func.FunctionApp()
 
@@ -47,7 +47,7 @@ def on_ml_event(event: func.EventGridEvent) -> None:
 @app.timer_trigger(schedule="0 * * * * *", arg_name="timer", run_on_startup=False)
 def notify_digests(timer: func.TimerRequest) -> None:
     """Every minute: send the storm-control digests whose window has closed."""
-    from handlers.run_alerts import flush_digests
+    from handlers.notify.decide import flush_digests
 
     flush_digests(default_dispatcher().context())
 

@@ -46,10 +46,10 @@ class RunningHost:
 def build_host(env: dict[str, str], *, bind: str, port: int) -> RunningHost:
     """Apply `env` to the process (as `func start` does), load function_app and wrap it."""
     os.environ.update(env)
-    from amlevents.local_host import FunctionsHost, LocalServer, load_functions
-    from amlevents.topic_simulator import SimulatorSettings, TopicSimulator
-    from handlers.dispatch import default_dispatcher
-    from handlers.redaction import install_redaction, secret_values
+    from amlevents.host.server import FunctionsHost, LocalServer, load_functions
+    from amlevents.simulator.service import SimulatorSettings, TopicSimulator
+    from handlers.runtime.dispatch import default_dispatcher
+    from handlers.runtime.redaction import install_redaction, secret_values
 
     default_dispatcher.cache_clear()
     install_redaction(secret_values(env))  # before the first request, not the first event
@@ -86,7 +86,7 @@ def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
         print(f"Event Grid topic simulator on {url}/api/events (key: AMLEVENTS_TOPIC_KEY; "
               "delivers through the subscriptions file)", flush=True)
     import function_app
-    from amlevents.local_host import load_functions
+    from amlevents.host.server import load_functions
     from amlevents.timers import TimerRunner
 
     running.timers = TimerRunner(list(load_functions(function_app.app).timers)).start()
@@ -115,7 +115,7 @@ def iter_event_files(paths: Sequence[str]) -> Iterable[tuple[str, bytes]]:
 
 def post_events(url: str, content: bytes, *, key: str | None = None) -> list[tuple[str, int, str]]:
     """Post one file's events, grouped by the function that takes their type."""
-    from handlers.routing import function_for
+    from handlers.runtime.routing import function_for
 
     payload = json.loads(content)
     events = payload if isinstance(payload, list) else [payload]
@@ -167,7 +167,7 @@ def cmd_send(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 def cmd_publish(args: argparse.Namespace, env: dict[str, str]) -> int:
     """Publish event files to a topic with the real azure-eventgrid client."""
-    from amlevents.topic_simulator import TOPIC_KEY
+    from amlevents.simulator.service import TOPIC_KEY
 
     key = args.key or env.get(TOPIC_KEY, "")
     if not key:
@@ -197,8 +197,8 @@ def cmd_publish(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 def open_ledger(env: dict[str, str]) -> Any:
     """The ledger the settings point at (readable even while other settings are invalid)."""
-    from handlers.ledger import Ledger
-    from handlers.ledger_store import open_store
+    from handlers.ledger.ledger import Ledger
+    from handlers.ledger.store import open_store
 
     return Ledger(open_store(env))
 
@@ -237,7 +237,7 @@ def cmd_ledger(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 def cmd_demo(args: argparse.Namespace, env: dict[str, str]) -> int:
     """Start the host on a free port with a fresh ledger, send the samples, print the ledger."""
-    from handlers.adapters.notify_outbox import local_only, summarize
+    from handlers.adapters.notify.outbox import local_only, summarize
 
     workdir = Path(tempfile.mkdtemp(prefix="amlevents-demo-"))
     outbox = workdir / "outbox"

@@ -30,8 +30,8 @@ def push_through_host(events: list[dict[str, Any]], function: str, clients: int)
     """Seconds to push `events` in Event Grid batches of 100 through a local host built from
     the current os.environ; clients are separate processes, as Event Grid is (not our GIL)."""
     import function_app
-    from amlevents.local_host import FunctionsHost, LocalServer, load_functions
-    from handlers.dispatch import default_dispatcher
+    from amlevents.host.server import FunctionsHost, LocalServer, load_functions
+    from handlers.runtime.dispatch import default_dispatcher
 
     default_dispatcher.cache_clear()
     bodies = [json.dumps(events[i:i + BATCH]).encode() for i in range(0, len(events), BATCH)]

@@ -107,7 +107,7 @@ def push(events: list[dict[str, Any]], env: dict[str, str], clients: int) -> tup
     """Seconds until every event is ledgered through a fresh local host; and its dispatcher."""
     os.environ.update(env)
     elapsed = push_through_host(events, "on_run_status", clients)
-    from handlers.dispatch import default_dispatcher
+    from handlers.runtime.dispatch import default_dispatcher
 
     return elapsed, default_dispatcher()
 
@@ -156,7 +156,7 @@ def main() -> None:
                     "AMLEVENTS_NOTIFY_STORM_WINDOW_S": str(args.window_s)}
             storm_s, dispatcher = push(events, live, args.clients)
             time.sleep(args.window_s)  # the last window closes; a timer trigger would flush it
-            from handlers.run_alerts import flush_digests
+            from handlers.notify.decide import flush_digests
 
             flushed = flush_digests(dispatcher.context())
             ledgered = len(dispatcher.ledger.entries())

@@ -56,7 +56,7 @@ def run_host(events: list[dict[str, Any]], workdir: Path, clients: int) -> float
 
 def dispatch_only_per_event_s(events: list[dict[str, Any]], workdir: Path) -> float:
     """Seconds per event through the Dispatcher alone (no HTTP): where the host's time goes."""
-    from handlers.dispatch import Dispatcher
+    from handlers.runtime.dispatch import Dispatcher
 
     dispatcher = Dispatcher({"AMLEVENTS_ALLOWED_TOPICS": events[0]["topic"],
                              "AMLEVENTS_LEDGER_PATH": str(workdir / "dispatch.sqlite3")})
@@ -80,7 +80,7 @@ def main() -> None:
         floor = floor_per_event_s(events, workdir)
         dispatch_only = dispatch_only_per_event_s(make_events(len(events)), workdir)
         elapsed = run_host(events, workdir, args.clients)
-        from handlers.dispatch import default_dispatcher
+        from handlers.runtime.dispatch import default_dispatcher
 
         ledgered = len(default_dispatcher().ledger.entries())
     per_event = elapsed / len(events)

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from handlers.dispatch import Dispatcher, default_dispatcher
+from handlers.runtime.dispatch import Dispatcher, default_dispatcher
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples" / "events"
-pytest_plugins = ["tests.azurite"]  # session fixtures `azurite`, `azurite_blob` for every tier
+pytest_plugins = ["tests.fakes.azurite"]  # session fixtures `azurite`, `azurite_blob` for every tier
 SAMPLE_TOPIC = ("/subscriptions/{subscription-id}/resourceGroups/{resource-group-name}"
                 "/providers/Microsoft.MachineLearningServices/workspaces/{workspace-name}")
 
@@ -72,7 +72,7 @@ def table_env(azurite: str) -> Iterator[dict[str, str]]:
     env = {"AMLEVENTS_LEDGER": "table", "AMLEVENTS_LEDGER_TABLE_CONNECTION": azurite,
            "AMLEVENTS_LEDGER_TABLE_NAME": "t" + uuid.uuid4().hex[:20]}
     yield env
-    from handlers.ledger_table import TableLedgerStore
+    from handlers.ledger.table import TableLedgerStore
 
     store = TableLedgerStore.from_settings(env)
     store.delete_table()

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import function_app
-from amlevents.local_host import load_functions
+from amlevents.host.server import load_functions
 
 HEAVY = ("azure.ai.ml", "azureml", "azure.mgmt", "azure.identity", "azure.data.tables",
          "azure.communication", "azure.core")

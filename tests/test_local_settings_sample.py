@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from amlevents.topic_simulator import SimulatorSettings
-from handlers.deploy_policy import DeployPolicy
-from handlers.ledger_table import TableLedgerSettings
-from handlers.notify_settings import ChannelSettings, RoutingSettings
-from handlers.retrain_settings import RetrainSettings
+from amlevents.simulator.service import SimulatorSettings
+from handlers.deploy.policy import DeployPolicy
+from handlers.ledger.table import TableLedgerSettings
+from handlers.notify.settings import ChannelSettings, RoutingSettings
+from handlers.retrain.settings import RetrainSettings
 from handlers.settings import CoreSettings
 
 ROOT = Path(__file__).resolve().parent.parent

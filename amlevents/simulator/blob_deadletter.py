@@ -14,7 +14,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from handlers.ledger_table import DEV_CONNECTION_STRING
+from handlers.ledger.table import DEV_CONNECTION_STRING
 
 # Azurite's development account (`UseDevelopmentStorage=true`) as the ledger spells it, with the
 # blob service's well-known port instead of the table service's.

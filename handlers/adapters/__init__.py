@@ -11,10 +11,10 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from handlers.actions import ActionResult, Plan
 from handlers.adapters.dry_run import DryRunAdapter
 from handlers.errors import SettingError
-from handlers.ledger import Ledger
+from handlers.ledger.ledger import Ledger
+from handlers.outcome import ActionResult, Plan
 from handlers.settings import DRY_RUN, SettingsReader
 
 
@@ -29,7 +29,7 @@ class Adapter(Protocol):
 REAL_ADAPTERS: dict[str, str] = {
     "deploy": "handlers.adapters.azure_ml:build_deployer",
     "retrain": "handlers.adapters.data_factory:build_runner",
-    "notify": "handlers.adapters.notify:build_notifier",
+    "notify": "handlers.adapters.notify.notifier:build_notifier",
 }
 CONCERNS = tuple(REAL_ADAPTERS)
 

@@ -16,13 +16,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from handlers.actions import ActionResult, Plan
-from handlers.deploy_by_tags import DeploymentPlan
-from handlers.deploy_policy import V1_TARGETS
+from handlers.deploy.decide import DeploymentPlan
+from handlers.deploy.policy import V1_TARGETS
 from handlers.errors import AmlEventsError, PermanentError, RetryableError
-from handlers.ledger import Ledger
+from handlers.events.workspace import WorkspaceRef
+from handlers.ledger.ledger import Ledger
+from handlers.outcome import ActionResult, Plan
 from handlers.settings import SettingsReader
-from handlers.workspace import WorkspaceRef
 
 WAIT_S = "AMLEVENTS_DEPLOY_WAIT_S"
 POLL_S = "AMLEVENTS_DEPLOY_POLL_S"

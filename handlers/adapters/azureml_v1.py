@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from handlers.actions import ActionResult
-from handlers.deploy_by_tags import DeploymentPlan
+from handlers.deploy.decide import DeploymentPlan
 from handlers.errors import AmlEventsError, PermanentError, RetryableError
+from handlers.outcome import ActionResult
 
 REQUIREMENTS_FILE = "requirements-v1.txt"
 MISSING = (f"deploy_target aci/aks needs the Azure ML SDK v1 (azureml-core), which is not "

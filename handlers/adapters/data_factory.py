@@ -27,11 +27,11 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from handlers.actions import ActionResult, Plan
-from handlers.drift_retrain import RetrainPlan
 from handlers.errors import PermanentError, RetryableError, SettingError
-from handlers.ledger import Ledger, utc_iso
-from handlers.retrain_settings import COOLDOWN_S, ROUTES, DataFactoryTarget, RetrainSettings
+from handlers.ledger.ledger import Ledger, utc_iso
+from handlers.outcome import ActionResult, Plan
+from handlers.retrain.decide import RetrainPlan
+from handlers.retrain.settings import COOLDOWN_S, ROUTES, DataFactoryTarget, RetrainSettings
 
 ACTIVE_STATUSES = frozenset({"Queued", "InProgress"})
 _RECONCILE_MARGIN_S = 300.0  # clock skew between us and ADF's lastUpdated, both ways

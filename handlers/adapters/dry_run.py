@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from handlers.actions import ActionResult, Plan
+from handlers.outcome import ActionResult, Plan
 
 
 class DryRunAdapter:

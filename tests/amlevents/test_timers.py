@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 import function_app
-from amlevents.local_host import load_functions
+from amlevents.host.server import load_functions
 from amlevents.timers import Schedule, ScheduleError, TimerFunction, TimerRunner
 
 T0 = datetime(2026, 11, 24, 10, 15, 30, 500_000, tzinfo=UTC)  # a Tuesday

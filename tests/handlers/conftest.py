@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from handlers.ledger import LedgerStore
-from handlers.ledger_sqlite import SqliteLedgerStore
-from handlers.ledger_table import TableLedgerStore
+from handlers.ledger.ledger import LedgerStore
+from handlers.ledger.sqlite import SqliteLedgerStore
+from handlers.ledger.table import TableLedgerStore
 
 
 @pytest.fixture

@@ -158,7 +158,7 @@ def test_subscription_names_are_unique() -> None:
 def event_grid_functions() -> frozenset[str]:
     """Lower-case names of function_app.py's Event Grid-triggered functions."""
     import function_app
-    from amlevents.local_host import load_functions
+    from amlevents.host.server import load_functions
 
     return frozenset(load_functions(function_app.app).event_grid)
 
@@ -171,8 +171,8 @@ def test_every_target_function_is_an_event_grid_function_of_the_app() -> None:
 
 
 def test_every_included_event_type_is_accepted_by_its_function() -> None:
-    from handlers.events import ML_EVENT_TYPES
-    from handlers.routing import accepts
+    from handlers.events.parse import ML_EVENT_TYPES
+    from handlers.runtime.routing import accepts
 
     for subscription in subscriptions():
         types = subscription["filter"].get("includedEventTypes", ML_EVENT_TYPES)
@@ -279,7 +279,7 @@ def test_template_role_ids_are_the_built_in_ones() -> None:
 
 
 def test_template_creates_the_ledger_table_the_app_uses() -> None:
-    from handlers.ledger_table import DEFAULT_TABLE_NAME
+    from handlers.ledger.table import DEFAULT_TABLE_NAME
 
     assert f"var ledgerTableName = '{DEFAULT_TABLE_NAME}'" in BICEP.read_text(encoding="utf-8")
 

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from handlers.dispatch import Dispatcher, default_dispatcher
-from handlers.ledger import LedgerEntry
-from handlers.retrain_settings import ARM_ENDPOINT, READ_RETRIES, ROUTES, TIMEOUT_S
+from handlers.ledger.ledger import LedgerEntry
+from handlers.retrain.settings import ARM_ENDPOINT, READ_RETRIES, ROUTES, TIMEOUT_S
+from handlers.runtime.dispatch import Dispatcher, default_dispatcher
 from tests.conftest import SAMPLE_TOPIC, load_sample
 from tests.fakes.arm import FakeArm, NetworkGuard, start_fake_arm
 from tests.fakes.arm_adf import serve_query_pipeline_runs
@@ -116,7 +116,7 @@ class Host:
 def start_host(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Host]]:
     """Start the local host with `env` applied to os.environ (as `func start` does)."""
     import function_app
-    from amlevents.local_host import FunctionsHost, LocalServer, load_functions
+    from amlevents.host.server import FunctionsHost, LocalServer, load_functions
 
     servers: list[Any] = []
 
@@ -231,7 +231,7 @@ class FlakySmtp:
 @pytest.fixture
 def smtp() -> Iterator[FlakySmtp]:
     """A FlakySmtp on a free loopback port."""
-    from tests.azurite import free_port
+    from tests.fakes.azurite import free_port
 
     sink = FlakySmtp(port=free_port())
     controller = Controller(sink, hostname="127.0.0.1", port=sink.port)

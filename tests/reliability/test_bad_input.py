@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from handlers.events import ML_EVENT_TYPES
-from handlers.routing import FUNCTION_EVENT_TYPES
+from handlers.events.parse import ML_EVENT_TYPES
+from handlers.runtime.routing import FUNCTION_EVENT_TYPES
 from tests.conftest import SAMPLE_TOPIC, load_sample
 from tests.reliability.conftest import Figures, Host
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from handlers.ledger import Outcome
-from handlers.routing import ON_DRIFT_DETECTED, ON_MODEL_REGISTERED, ON_RUN_STATUS
+from handlers.ledger.ledger import Outcome
+from handlers.runtime.routing import ON_DRIFT_DETECTED, ON_MODEL_REGISTERED, ON_RUN_STATUS
 from tests.fakes.arm import FakeArm
-from tests.fakes_notify import http_receiver
+from tests.fakes.notify import http_receiver
 from tests.reliability.conftest import (
     CREATE_RUN,
     DEPLOYMENT_PUT,

@@ -13,13 +13,13 @@ import pytest
 
 import function_app
 from amlevents.cli import build_host
-from amlevents.local_host import FunctionsHost, LocalServer, load_functions
-from handlers.dispatch import default_dispatcher
-from handlers.ledger import Outcome
-from handlers.routing import ON_ML_EVENT, ON_MODEL_REGISTERED, ON_RUN_STATUS
+from amlevents.host.server import FunctionsHost, LocalServer, load_functions
+from handlers.ledger.ledger import Outcome
+from handlers.runtime.dispatch import default_dispatcher
+from handlers.runtime.routing import ON_ML_EVENT, ON_MODEL_REGISTERED, ON_RUN_STATUS
+from tests.fakes.acs import ACCESS_KEY, start_fake_acs
 from tests.fakes.arm import FakeArm
-from tests.fakes_acs import ACCESS_KEY, start_fake_acs
-from tests.fakes_notify import SECRET_PATH, http_receiver, smtp_sink
+from tests.fakes.notify import SECRET_PATH, http_receiver, smtp_sink
 from tests.reliability.conftest import (
     CREATE_RUN,
     DEPLOYMENT_PUT,

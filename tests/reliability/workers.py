@@ -54,7 +54,7 @@ def post_concurrently(ports: list[int], function: str, body: bytes, count: int, 
 def serve_instance(ready: Queue[int], stop: Event) -> None:
     """Another app instance: the local host over os.environ, until `stop` is set."""
     import function_app
-    from amlevents.local_host import FunctionsHost, LocalServer, load_functions
+    from amlevents.host.server import FunctionsHost, LocalServer, load_functions
 
     server = LocalServer(FunctionsHost(load_functions(function_app.app)), port=0).start()
     ready.put(server.port)
@@ -70,7 +70,7 @@ def dispatch_once(env: dict[str, str], raw: dict[str, Any], function: str,
     import azure.ai.ml
     import azure.mgmt.datafactory  # noqa: F401
 
-    from handlers.dispatch import Dispatcher
+    from handlers.runtime.dispatch import Dispatcher
 
     result = Dispatcher(env).dispatch(raw, function=function)
     done.put(json.dumps({"outcome": result.outcome.value, "detail": result.detail}))

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes_notify import Received
+from tests.fakes.notify import Received
 
 
 @dataclass

@@ -25,7 +25,7 @@ from amlevents.simulator import (
     Subscription,
 )
 from amlevents.simulator.blob_deadletter import BlobDeadLetterWriter
-from amlevents.topic_simulator import (
+from amlevents.simulator.service import (
     SIMULATOR_DEADLETTER_CONNECTION,
     SimulatorSettings,
     TopicSimulator,

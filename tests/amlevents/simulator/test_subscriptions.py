@@ -18,7 +18,7 @@ from amlevents.simulator.subscriptions import (
     parse_subscriptions,
     schema_problems,
 )
-from handlers.routing import FUNCTION_EVENT_TYPES, accepts
+from handlers.runtime.routing import FUNCTION_EVENT_TYPES, accepts
 
 ROOT = Path(__file__).resolve().parents[3]
 SUBSCRIPTIONS = ROOT / "infra" / "subscriptions.json"

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 
 from handlers.adapters.azure_ml import AzureMlSettings, build_deployer, classify, split_traffic
-from handlers.deploy_by_tags import DeploymentPlan, decide
-from handlers.deploy_policy import DeployPolicy
-from handlers.dispatch import Dispatcher, DispatchResult
+from handlers.deploy.decide import DeploymentPlan, decide
+from handlers.deploy.policy import DeployPolicy
 from handlers.errors import PermanentError, RetryableError, SettingError
-from handlers.events import ModelRegistered, parse_event
-from handlers.ledger import Outcome
-from handlers.routing import ON_MODEL_REGISTERED
+from handlers.events.parse import ModelRegistered, parse_event
+from handlers.ledger.ledger import Outcome
+from handlers.runtime.dispatch import Dispatcher, DispatchResult
+from handlers.runtime.routing import ON_MODEL_REGISTERED
 from tests.fakes.arm import FakeArm, NetworkGuard, start_fake_arm
 
 Sample = Callable[[str], dict[str, Any]]

@@ -20,12 +20,12 @@ import pytest
 
 from handlers.adapters import azureml_v1
 from handlers.adapters.azureml_v1 import REQUIREMENTS_FILE, V1Deployer, V1Sdk
-from handlers.deploy_by_tags import DeploymentPlan
-from handlers.dispatch import Dispatcher
+from handlers.deploy.decide import DeploymentPlan
 from handlers.errors import PermanentError, RetryableError
-from handlers.ledger import Outcome
-from handlers.routing import ON_MODEL_REGISTERED
-from handlers.workspace import WorkspaceRef
+from handlers.events.workspace import WorkspaceRef
+from handlers.ledger.ledger import Outcome
+from handlers.runtime.dispatch import Dispatcher
+from handlers.runtime.routing import ON_MODEL_REGISTERED
 
 ROOT = Path(__file__).resolve().parents[3]
 WS = WorkspaceRef("sub-1", "rg-1", "ws-1")
@@ -67,8 +67,8 @@ _REAL_CONFIG = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 from handlers.adapters.azureml_v1 import deploy_configuration, load_sdk
-from handlers.deploy_by_tags import DeploymentPlan
-from handlers.workspace import WorkspaceRef
+from handlers.deploy.decide import DeploymentPlan
+from handlers.events.workspace import WorkspaceRef
 ws = WorkspaceRef("s", "rg", "w")
 sdk = load_sdk()
 out = {}

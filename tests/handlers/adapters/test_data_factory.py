@@ -11,12 +11,11 @@ from typing import Any
 import pytest
 
 from handlers.adapters.data_factory import build_runner, retry_after_s, state_key
-from handlers.dispatch import Dispatcher, DispatchResult
-from handlers.drift_retrain import RetrainPlan, decide
 from handlers.errors import SettingError
-from handlers.events import DatasetDriftDetected, parse_event
-from handlers.ledger import Outcome
-from handlers.retrain_settings import (
+from handlers.events.parse import DatasetDriftDetected, parse_event
+from handlers.ledger.ledger import Outcome
+from handlers.retrain.decide import RetrainPlan, decide
+from handlers.retrain.settings import (
     ARM_ENDPOINT,
     COOLDOWN_S,
     MONITOR_THRESHOLDS,
@@ -25,7 +24,8 @@ from handlers.retrain_settings import (
     TIMEOUT_S,
     RetrainSettings,
 )
-from handlers.routing import ON_DRIFT_DETECTED
+from handlers.runtime.dispatch import Dispatcher, DispatchResult
+from handlers.runtime.routing import ON_DRIFT_DETECTED
 from tests.fakes.arm import FakeArm, NetworkGuard, start_fake_arm
 from tests.fakes.arm_adf import serve_query_pipeline_runs
 

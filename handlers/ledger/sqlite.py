@@ -1,0 +1,149 @@
+"""SQLite ledger store: the embedded default for local runs and tests.
+
+WAL journal so readers never block the writer; one connection per thread; every write is a
+single conditional statement (atomic on its own in autocommit mode), so several threads and
+processes can share one file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from handlers.ledger.ledger import LedgerEntry, Outcome, StateItem
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,  -- rowid: increasing, since rows are never deleted
+    key TEXT NOT NULL UNIQUE,
+    event_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    function TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    claim_expires_at_s REAL NOT NULL,
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    version INTEGER NOT NULL
+);
+"""
+_COLUMNS = ("key", "event_id", "event_type", "subject", "topic", "function", "received_at",
+            "updated_at", "outcome", "action", "detail", "attempts", "claim_expires_at_s")
+_SELECT = f"SELECT {', '.join(_COLUMNS)}, version FROM events"
+
+
+def _entry(row: tuple[Any, ...]) -> LedgerEntry:
+    values = dict(zip(_COLUMNS, row[:-1]))
+    values["outcome"] = Outcome(values["outcome"])
+    return LedgerEntry(**values, etag=str(row[-1]))
+
+
+class SqliteLedgerStore:
+    """A LedgerStore in one SQLite file (or ':memory:' for a single-thread scratch ledger)."""
+
+    def __init__(self, path: str, *, busy_timeout_ms: int = 10_000) -> None:
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        if path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._conn().executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000,
+                                   isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL is durable across application crashes in WAL mode (fsync at checkpoints).
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def insert(self, entry: LedgerEntry) -> LedgerEntry | None:
+        """Insert if the key is absent (INSERT OR IGNORE is the conditional insert)."""
+        values = [getattr(entry, name) for name in _COLUMNS]
+        values[_COLUMNS.index("outcome")] = entry.outcome.value
+        conn = self._conn()
+        cursor = conn.execute(
+            f"INSERT OR IGNORE INTO events ({', '.join(_COLUMNS)}, version) "
+            f"VALUES ({', '.join('?' * len(_COLUMNS))}, 1)", values)
+        inserted = cursor.rowcount == 1
+        return _with_etag(entry, "1") if inserted else None
+
+    def get(self, key: str) -> LedgerEntry | None:
+        """The entry for a key, or None."""
+        row = self._conn().execute(f"{_SELECT} WHERE key = ?", (key,)).fetchone()
+        return _entry(row) if row else None
+
+    def replace(self, entry: LedgerEntry, *, etag: str) -> LedgerEntry | None:
+        """Replace when the version still matches the ETag."""
+        assignments = ", ".join(f"{name} = ?" for name in _COLUMNS[1:])
+        values = [getattr(entry, name) for name in _COLUMNS[1:]]
+        values[_COLUMNS.index("outcome") - 1] = entry.outcome.value
+        conn = self._conn()
+        cursor = conn.execute(
+            f"UPDATE events SET {assignments}, version = version + 1 "
+            "WHERE key = ? AND version = ?", (*values, entry.key, int(etag or 0)))
+        updated = cursor.rowcount == 1
+        return _with_etag(entry, str(int(etag) + 1)) if updated else None
+
+    def entries(self, *, limit: int | None = None) -> list[LedgerEntry]:
+        """Entries oldest first."""
+        sql = f"{_SELECT} ORDER BY seq" + (" LIMIT ?" if limit is not None else "")
+        params: tuple[Any, ...] = (limit,) if limit is not None else ()
+        return [_entry(row) for row in self._conn().execute(sql, params).fetchall()]
+
+    def get_state(self, key: str) -> StateItem | None:
+        """A state item, or None."""
+        row = self._conn().execute("SELECT value, version FROM state WHERE key = ?",
+                                   (key,)).fetchone()
+        return StateItem(key, json.loads(row[0]), str(row[1])) if row else None
+
+    def put_state(self, key: str, value: Mapping[str, Any], *,
+                  etag: str | None) -> StateItem | None:
+        """Conditional write of a state item."""
+        text = json.dumps(value, sort_keys=True)
+        conn = self._conn()
+        if etag is None:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO state (key, value, version) VALUES (?, ?, 1)",
+                (key, text))
+            new_etag = "1"
+        else:
+            cursor = conn.execute(
+                "UPDATE state SET value = ?, version = version + 1 "
+                "WHERE key = ? AND version = ?", (text, key, int(etag)))
+            new_etag = str(int(etag) + 1)
+        written = cursor.rowcount == 1
+        return StateItem(key, dict(value), new_etag) if written else None
+
+    def close(self) -> None:
+        """Close every thread's connection."""
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+
+def _with_etag(entry: LedgerEntry, etag: str) -> LedgerEntry:
+    return entry.evolve(etag=etag)

@@ -1,0 +1,170 @@
+"""Run and deployment events → notifications (failed runs by default), routed by rules.
+
+RunStatusChanged fires for every status (Running, Finalizing, Completed, Failed, ...), not only
+failures as older docs said, so the status check is what keeps people from being flooded:
+https://learn.microsoft.com/azure/machine-learning/how-to-use-event-grid
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any
+
+from handlers.errors import InvalidEvent
+from handlers.events.parse import MlEvent, ModelDeployed, RunCompleted, RunStatusChanged
+from handlers.events.workspace import WorkspaceRef
+from handlers.ledger.ledger import event_key
+from handlers.notify.message import Notice, studio_endpoints_url, studio_run_url
+from handlers.notify.settings import RULES, RoutingSettings, Rule
+from handlers.outcome import ActionResult
+from handlers.runtime.context import HandlerContext
+from handlers.settings import NOTIFY_MODEL_DEPLOYED, NOTIFY_RUN_COMPLETED, NOTIFY_RUN_STATUSES
+
+
+@dataclass(frozen=True)
+class NotificationPlan:
+    """Tell people about one event, on the channels a rule picked (None: every channel)."""
+
+    event_key: str
+    notice: Notice
+    rule: str
+    channels: tuple[str, ...] | None
+
+    def summary(self) -> str:
+        """One line for the ledger."""
+        return f"notify: {self.notice.title}"
+
+    def as_dict(self) -> Mapping[str, Any]:
+        """Details for the ledger (the notice without the raw event)."""
+        return {"notice": self.notice.summary(), "rule": self.rule,
+                "channels": "all" if self.channels is None else list(self.channels)}
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What rules match on, whatever the event type."""
+
+    kind: str
+    status: str
+    experiment: str | None
+    tags: Mapping[str, str]
+
+
+def decide(event: MlEvent, ctx: HandlerContext) -> NotificationPlan | ActionResult:
+    """A plan for the events the settings and rules ask to notify about, else a skip."""
+    settings = ctx.settings
+    if isinstance(event, RunStatusChanged):
+        status = event.run_status.strip().lower()
+        if status not in settings.notify_run_statuses:
+            return ActionResult.skipped(
+                f"run status {event.run_status!r} is not in {NOTIFY_RUN_STATUSES} "
+                f"({', '.join(sorted(settings.notify_run_statuses))})")
+    elif isinstance(event, RunCompleted):
+        if not settings.notify_run_completed:
+            return ActionResult.skipped(
+                f"RunCompleted notifications are off ({NOTIFY_RUN_COMPLETED})")
+    elif isinstance(event, ModelDeployed):
+        if not settings.notify_model_deployed:
+            return ActionResult.skipped(
+                f"ModelDeployed notifications are off ({NOTIFY_MODEL_DEPLOYED})")
+    else:
+        return ActionResult.skipped(f"{event.envelope.event_type} does not notify")
+    routing = ctx.settings_of(RoutingSettings.from_mapping)
+    facts = _facts(event)
+    rule = _first_match(routing.rules, facts)
+    if routing.rules and rule is None:
+        return ActionResult.skipped(f"no rule in {RULES} matches this event")
+    if rule is not None and rule.channels == ():
+        return ActionResult.skipped(f"rule {rule.name!r} mutes this event (no channels)")
+    envelope = event.envelope
+    return NotificationPlan(
+        event_key=event_key(envelope.topic, envelope.event_type, envelope.id),
+        notice=build_notice(event, routing.studio_endpoint),
+        rule=rule.name if rule else "default", channels=rule.channels if rule else None)
+
+
+def _facts(event: RunStatusChanged | RunCompleted | ModelDeployed) -> _Facts:
+    if isinstance(event, ModelDeployed):
+        return _Facts("modeldeployed", "deployed", None, event.service_tags)
+    if isinstance(event, RunCompleted):
+        return _Facts("runcompleted", "completed", event.experiment_name, event.run_tags)
+    return _Facts("runstatuschanged", event.run_status.strip().lower(), event.experiment_name,
+                  event.run_tags)
+
+
+def rule_matches(rule: Rule, facts: _Facts) -> bool:
+    """True when every criterion the rule gives holds (patterns are case-insensitive globs)."""
+    if rule.events is not None and facts.kind not in {e.lower() for e in rule.events}:
+        return False
+    if rule.statuses is not None and facts.status not in rule.statuses:
+        return False
+    if rule.experiment is not None and (
+            facts.experiment is None
+            or not fnmatchcase(facts.experiment.lower(), rule.experiment.lower())):
+        return False
+    tags = {k.lower(): v for k, v in facts.tags.items()}
+    return all(name.lower() in tags and fnmatchcase(tags[name.lower()].lower(), pattern.lower())
+               for name, pattern in rule.tags)
+
+
+def _first_match(rules: tuple[Rule, ...], facts: _Facts) -> Rule | None:
+    return next((rule for rule in rules if rule_matches(rule, facts)), None)
+
+
+def _workspace(topic: str) -> WorkspaceRef | None:
+    try:
+        return WorkspaceRef.from_topic(topic)
+    except InvalidEvent:
+        return None  # a notification without a link beats no notification
+
+
+def build_notice(event: RunStatusChanged | RunCompleted | ModelDeployed, studio: str) -> Notice:
+    """The facts people are told about one event."""
+    envelope = event.envelope
+    ws = _workspace(envelope.topic)
+    kind = envelope.event_type.rsplit(".", 1)[-1]
+    where = [("Workspace", ws.workspace if ws else envelope.topic)]
+    if ws:
+        where.append(("Resource group", ws.resource_group))
+    if isinstance(event, ModelDeployed):
+        return Notice(
+            event_id=envelope.id, event_type=envelope.event_type,
+            title=f"Model deployed to {event.service_name}", status="deployed",
+            event_time=envelope.event_time, workspace=ws.workspace if ws else "",
+            topic=envelope.topic, link=studio_endpoints_url(studio, ws) if ws else "",
+            group=f"deployments to {event.service_name}",
+            facts=(("Event", kind), ("Service", event.service_name),
+                   ("Compute", event.service_compute_type),
+                   ("Models", ", ".join(event.model_ids)), ("Time", envelope.event_time),
+                   *where),
+            event=envelope.raw)
+    status = (event.run_status if isinstance(event, RunStatusChanged) else "Completed").strip()
+    return Notice(
+        event_id=envelope.id, event_type=envelope.event_type,
+        title=f"Run {status.lower()}: {event.run_id} in {event.experiment_name}",
+        status=status, event_time=envelope.event_time, workspace=ws.workspace if ws else "",
+        topic=envelope.topic, link=studio_run_url(studio, ws, event.run_id) if ws else "",
+        group=f"{status.lower()} runs in experiment {event.experiment_name}",
+        facts=(("Event", kind), ("Status", status), ("Experiment", event.experiment_name),
+               ("Run", event.run_id), ("Run type", event.run_type or "-"),
+               ("Time", envelope.event_time), *where),
+        event=envelope.raw)
+
+
+def handle(event: MlEvent, ctx: HandlerContext) -> ActionResult:
+    """Decide, then notify through the adapter (or its dry-run twin)."""
+    decision = decide(event, ctx)
+    if isinstance(decision, ActionResult):
+        return decision
+    return ctx.adapters.get("notify").apply(decision)
+
+
+def flush_digests(ctx: HandlerContext) -> list[str]:
+    """Send the digests of storm windows that have closed (for a timer trigger); what was sent."""
+    if ctx.adapters.is_dry_run("notify"):
+        return []
+    flusher: Any = ctx.adapters.get("notify")
+    sent: list[str] = flusher.flush()
+    return sent

@@ -1,0 +1,50 @@
+"""What a handler returns, and the shape every plan has so a dry-run twin can record it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from handlers.ledger.ledger import Outcome
+
+
+class Plan(Protocol):
+    """A decided action: a one-line summary and the details an adapter needs."""
+
+    def summary(self) -> str:
+        """One line for the ledger's action column."""
+
+    def as_dict(self) -> Mapping[str, Any]:
+        """The plan's details (no secrets) for the ledger's detail column."""
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """The outcome of handling one event: outcome, one-line action, and detail."""
+
+    outcome: Outcome
+    action: str
+    detail: str = ""
+
+    @classmethod
+    def skipped(cls, reason: str, action: str = "nothing to do") -> ActionResult:
+        """Nothing to do, with the reason."""
+        return cls(Outcome.SKIPPED, action, reason)
+
+    @classmethod
+    def planned(cls, plan: Plan) -> ActionResult:
+        """A dry run: the plan is recorded, nothing is touched."""
+        return cls(Outcome.PLANNED, plan.summary(), plan_detail(plan))
+
+    @classmethod
+    def done(cls, plan: Plan, **facts: Any) -> ActionResult:
+        """The plan was carried out; `facts` (run ids, ...) join the detail."""
+        return cls(Outcome.DONE, plan.summary(), plan_detail(plan, **facts))
+
+
+def plan_detail(plan: Plan, **facts: Any) -> str:
+    """The ledger's detail for a plan: compact, key-sorted JSON."""
+    return json.dumps({**plan.as_dict(), **facts}, sort_keys=True, separators=(",", ":"),
+                      default=str)

@@ -1,0 +1,259 @@
+"""The way every event travels: parse, topic check, type check, claim, handle, record.
+
+Errors come in two kinds (DESIGN.md): retryable ones make the trigger raise so Event Grid
+redelivers; permanent ones are recorded and never retried. Every received event ends up in
+the ledger with its outcome.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from handlers.adapters import Adapters
+from handlers.errors import (
+    InvalidEvent,
+    PermanentError,
+    PolicyRefused,
+    RetryableError,
+    RetryLater,
+    SettingError,
+)
+from handlers.events import parse as ev
+from handlers.ledger.ledger import EventFacts, Ledger, LedgerEntry, Outcome, body_key, event_key
+from handlers.ledger.store import open_store
+from handlers.outcome import ActionResult
+from handlers.runtime.context import HandlerContext
+from handlers.runtime.redaction import install_redaction, redact, secret_values
+from handlers.runtime.routing import HANDLERS, accepts
+from handlers.settings import ALLOWED_TOPICS, CoreSettings
+
+log = logging.getLogger("amlevents")
+
+
+@dataclass(frozen=True)
+class DispatchResult:
+    """What became of one delivery of one event."""
+
+    key: str
+    event_id: str
+    event_type: str
+    outcome: Outcome
+    action: str
+    detail: str
+    duplicate: bool = False
+
+    @property
+    def should_retry(self) -> bool:
+        """True when the trigger must fail so Event Grid redelivers."""
+        return self.outcome in (Outcome.RETRY, Outcome.IN_PROGRESS)
+
+
+class Dispatcher:
+    """Dispatches events for one app instance; settings, ledger and adapters are built once."""
+
+    def __init__(self, env: Mapping[str, str], *, ledger: Ledger | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.env = dict(env)
+        self.clock = clock
+        self._ledger = ledger
+        self._context: HandlerContext | None = None
+        self._fallback: Ledger | None = None  # the ledger while other settings are invalid
+        self._lock = threading.Lock()
+        self._secrets = secret_values(self.env)
+
+    @property
+    def ledger(self) -> Ledger:
+        """The ledger, opened on first use."""
+        return self.context().ledger
+
+    def context(self) -> HandlerContext:
+        """Settings, ledger and adapters, validated and built on first use."""
+        with self._lock:
+            if self._context is None:
+                settings = CoreSettings.from_mapping(self.env)
+                ledger = self._ledger or Ledger(open_store(self.env),
+                                                claim_timeout_s=settings.claim_timeout_s,
+                                                clock=self.clock)
+                self._context = HandlerContext(
+                    env=self.env, settings=settings, ledger=ledger,
+                    adapters=Adapters(self.env, ledger, dry_run=settings.dry_run),
+                    clock=self.clock)
+            return self._context
+
+    def dispatch(self, event: Any, *, function: str) -> DispatchResult:
+        """Handle one event delivered to `function`; never raises for a bad event."""
+        try:
+            return self._dispatch(event, function)
+        except (RetryableError, PermanentError) as exc:
+            # The ledger itself failed (unreachable, throttled, access denied): without it the
+            # event cannot be acted on exactly once, so Event Grid must redeliver it.
+            log.error("ledger unavailable, event will be retried: %s", exc)
+            return DispatchResult("", _best_effort(event, "id"), _best_effort(
+                event, "eventType", "type"), Outcome.RETRY, "ledger unavailable",
+                self._clean(f"{type(exc).__name__}: {exc}"))
+
+    def _dispatch(self, event: Any, function: str) -> DispatchResult:
+        try:
+            envelope = ev.parse_envelope(event)
+        except InvalidEvent as exc:
+            return self._invalid_envelope(event, function, exc)
+        facts = EventFacts(key=event_key(envelope.topic, envelope.event_type, envelope.id),
+                           event_id=envelope.id, event_type=envelope.event_type,
+                           subject=envelope.subject, topic=envelope.topic, function=function)
+        try:
+            ctx = self.context()
+        except SettingError as exc:
+            # Misconfiguration: keep the event (retry) so it is acted on once settings are fixed.
+            log.error("settings invalid, event %s will be retried: %s", facts.event_id, exc)
+            return self._record_unconfigured(facts, exc)
+        verdict = self._precheck(envelope, function, ctx)
+        if verdict is not None:
+            return self._record(ctx.ledger, facts, verdict)
+        try:
+            typed = ev.parse_data(envelope)
+        except InvalidEvent as exc:
+            return self._record(ctx.ledger, facts,
+                                ActionResult(Outcome.INVALID, "rejected", str(exc)))
+        return self._act(ctx, facts, typed)
+
+    def _precheck(self, envelope: ev.EventEnvelope, function: str,
+                  ctx: HandlerContext) -> ActionResult | None:
+        settings = ctx.settings
+        if not settings.allowed_topics:
+            return ActionResult(Outcome.REFUSED, "refused",
+                                f"no topic is allowed: set {ALLOWED_TOPICS}")
+        if not settings.topic_allowed(envelope.topic):
+            return ActionResult(Outcome.REFUSED, "refused",
+                                f"topic {envelope.topic} is not in {ALLOWED_TOPICS}")
+        if not envelope.known_type:
+            return ActionResult.skipped(f"event type {envelope.event_type} is not handled")
+        if not accepts(function, envelope.event_type):
+            return ActionResult.skipped(
+                f"function {function} does not handle {envelope.event_type}")
+        return None
+
+    def _act(self, ctx: HandlerContext, facts: EventFacts, typed: ev.MlEvent) -> DispatchResult:
+        claim = ctx.ledger.claim(facts)
+        if claim.status == "done":
+            return self._result(claim.entry, duplicate=True)
+        if claim.status == "busy":
+            return DispatchResult(facts.key, facts.event_id, facts.event_type,
+                                  Outcome.IN_PROGRESS, "in progress elsewhere",
+                                  "another delivery holds the claim", duplicate=True)
+        result = self._run_handler(ctx, typed)
+        entry = ctx.ledger.finish(claim.entry, result.outcome, self._clean(result.action),
+                                  self._clean(result.detail))
+        self._log(entry)
+        return self._result(entry)
+
+    def _run_handler(self, ctx: HandlerContext, typed: ev.MlEvent) -> ActionResult:
+        handler = HANDLERS[typed.envelope.event_type]
+        try:
+            return handler(typed, ctx)
+        except InvalidEvent as exc:
+            return ActionResult(Outcome.INVALID, "rejected", str(exc))
+        except PolicyRefused as exc:
+            return ActionResult(Outcome.REFUSED, "refused", str(exc))
+        except PermanentError as exc:
+            return ActionResult(Outcome.FAILED, "failed", f"{type(exc).__name__}: {exc}")
+        except (RetryableError, SettingError) as exc:
+            # A bad setting is the operator's to fix: keep the event until it is.
+            return ActionResult(Outcome.RETRY, "will retry", f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            log.exception("handler for %s crashed", typed.envelope.event_type)
+            return ActionResult(Outcome.RETRY, "will retry", f"{type(exc).__name__}: {exc}")
+
+    def _invalid_envelope(self, event: Any, function: str, exc: InvalidEvent) -> DispatchResult:
+        raw = _raw_bytes(event)
+        facts = EventFacts(key=body_key(raw), event_id=_best_effort(event, "id"),
+                           event_type=_best_effort(event, "eventType", "type"),
+                           subject=_best_effort(event, "subject"),
+                           topic=_best_effort(event, "topic", "source"), function=function)
+        try:
+            ledger = self.context().ledger
+        except SettingError as setting_exc:
+            return self._record_unconfigured(facts, setting_exc)
+        return self._record(ledger, facts, ActionResult(Outcome.INVALID, "rejected", str(exc)))
+
+    def _record(self, ledger: Ledger, facts: EventFacts, result: ActionResult) -> DispatchResult:
+        entry, first = ledger.record(facts, result.outcome, self._clean(result.action),
+                                     self._clean(result.detail))
+        if first:
+            self._log(entry)
+        return self._result(entry, duplicate=not first)
+
+    def _record_unconfigured(self, facts: EventFacts, exc: SettingError) -> DispatchResult:
+        """Record a `retry` in the ledger the settings point at, if those settings are sound."""
+        try:
+            with self._lock:
+                if self._fallback is None:
+                    self._fallback = Ledger(open_store(self.env), clock=self.clock)
+            return self._record(self._fallback, facts, ActionResult(
+                Outcome.RETRY, "settings invalid", str(exc)))
+        except SettingError:
+            return self._unrecorded(facts, Outcome.RETRY, "settings invalid", str(exc))
+
+    def _unrecorded(self, facts: EventFacts, outcome: Outcome, action: str,
+                    detail: str) -> DispatchResult:
+        return DispatchResult(facts.key, facts.event_id, facts.event_type, outcome, action,
+                              self._clean(detail))
+
+    def _clean(self, text: str) -> str:
+        return redact(text, self._secrets)
+
+    @staticmethod
+    def _result(entry: LedgerEntry, *, duplicate: bool = False) -> DispatchResult:
+        return DispatchResult(entry.key, entry.event_id, entry.event_type, entry.outcome,
+                              entry.action, entry.detail, duplicate)
+
+    @staticmethod
+    def _log(entry: LedgerEntry) -> None:
+        log.info("event %s %s -> %s: %s", entry.event_id, entry.event_type, entry.outcome.value,
+                 entry.action)
+
+
+def _raw_bytes(event: Any) -> bytes:
+    if isinstance(event, (bytes, bytearray)):
+        return bytes(event)
+    if isinstance(event, str):
+        return event.encode("utf-8", "surrogatepass")
+    try:
+        return json.dumps(event, sort_keys=True, default=str).encode("utf-8")
+    except (TypeError, ValueError):
+        return repr(event).encode("utf-8", "replace")
+
+
+def _best_effort(event: Any, *keys: str) -> str:
+    """A field of a malformed event, for the ledger row only (never acted on)."""
+    if not isinstance(event, Mapping):
+        return ""
+    lowered = {str(k).lower(): v for k, v in event.items()}
+    for key in keys:
+        value = lowered.get(key.lower())
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            return str(value)[:512]
+    return ""
+
+
+@functools.lru_cache(maxsize=1)
+def default_dispatcher() -> Dispatcher:
+    """The process-wide dispatcher over os.environ (built on the first event, not at import)."""
+    dispatcher = Dispatcher(os.environ)
+    install_redaction(secret_values(dispatcher.env))
+    return dispatcher
+
+
+def handle_trigger(event: Any, function: str) -> DispatchResult:
+    """Entry point for a trigger: dispatch, and raise RetryLater so Event Grid redelivers."""
+    result = default_dispatcher().dispatch(event, function=function)
+    if result.should_retry:
+        raise RetryLater(f"event {result.event_id} ({result.outcome.value}): {result.detail}")
+    return result

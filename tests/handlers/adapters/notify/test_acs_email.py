@@ -1,0 +1,166 @@
+"""ACS Email: the REAL EmailClient against a local HTTPS fake of /emails:send.
+
+Connection string (HMAC) and managed identity (DefaultAzureCredential via the fake ARM's App
+Service identity endpoint, tests/fakes/arm.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from handlers.adapters.notify.acs_email import AcsEmailChannel
+from handlers.errors import PermanentError, RetryableError
+from handlers.events.parse import RunStatusChanged, parse_event
+from handlers.notify.decide import build_notice
+from handlers.notify.message import Message, notice_message
+from tests.fakes.acs import FakeAcs, start_fake_acs
+from tests.fakes.arm import FakeArm, fake_arm_fixture
+
+
+def _message(sample: Callable[[str], dict[str, Any]]) -> Message:
+    event = parse_event(sample("run_status_changed"))
+    assert isinstance(event, RunStatusChanged)
+    return notice_message(build_notice(event, "https://ml.azure.com"), "k1.acs")
+
+
+def _channel(fake: FakeAcs, **overrides: Any) -> AcsEmailChannel:
+    kwargs: dict[str, Any] = dict(
+        endpoint="", connection_string=fake.connection_string,
+        sender="DoNotReply@contoso.azurecomm.net", to=("ml-team@contoso.com", "oncall@contoso.com"),
+        timeout_s=10.0, poll_interval_s=0.01, ca_file=fake.ca_path)
+    kwargs.update(overrides)
+    return AcsEmailChannel(**kwargs)
+
+
+def test_sends_through_the_real_client_and_polls_to_succeeded(
+        tmp_path: Path, sample: Callable[[str], dict[str, Any]]) -> None:
+    # GIVEN the fake ACS over HTTPS and a connection string with its access key
+    with start_fake_acs(tmp_path) as fake:
+        # WHEN the channel sends a message
+        receipt = _channel(fake).send(_message(sample))
+    # THEN the signed POST arrived in the documented shape, and polling reached Succeeded
+    assert "Succeeded" in receipt
+    assert fake.bad_signatures == 0 and fake.polls >= 2
+    assert fake.api_versions == ["2025-09-01"]
+    (sent,) = fake.sent
+    assert sent["senderAddress"] == "DoNotReply@contoso.azurecomm.net"
+    assert [r["address"] for r in sent["recipients"]["to"]] == ["ml-team@contoso.com",
+                                                               "oncall@contoso.com"]
+    content = sent["content"]
+    assert content["subject"].startswith("[amlevents] Run failed: AutoML_ad912b2d")
+    assert "automl-local-regression" in content["plainText"]
+    assert "https://ml.azure.com/runs/AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5?wsid=" \
+        in content["plainText"]
+    assert "<table>" in content["html"]
+
+
+def test_a_5xx_is_retryable(tmp_path: Path, sample: Callable[[str], dict[str, Any]]) -> None:
+    with start_fake_acs(tmp_path) as fake:
+        fake.fail_next_send = [503, 503, 503]
+        with pytest.raises(RetryableError, match="acs: HTTP 503"):
+            _channel(fake).send(_message(sample))
+    assert fake.sent == []
+
+
+def test_a_4xx_is_permanent(tmp_path: Path, sample: Callable[[str], dict[str, Any]]) -> None:
+    with start_fake_acs(tmp_path) as fake:
+        fake.fail_next_send = [400]
+        with pytest.raises(PermanentError, match="acs: HTTP 400"):
+            _channel(fake).send(_message(sample))
+
+
+def test_a_failed_operation_is_permanent(tmp_path: Path,
+                                         sample: Callable[[str], dict[str, Any]]) -> None:
+    with start_fake_acs(tmp_path) as fake:
+        fake.final_status = "Failed"
+        with pytest.raises(PermanentError, match="acs"):
+            _channel(fake).send(_message(sample))
+    assert len(fake.sent) == 1
+
+
+def test_an_untrusted_certificate_is_not_sent(tmp_path: Path,
+                                              sample: Callable[[str], dict[str, Any]]) -> None:
+    # GIVEN no CA file: the fake's self-signed certificate is not trusted
+    with start_fake_acs(tmp_path) as fake:
+        with pytest.raises(RetryableError, match="acs"):
+            _channel(fake, ca_file="").send(_message(sample))
+    assert fake.sent == []
+
+
+# -- managed identity: DefaultAzureCredential through the App Service identity endpoint -------
+
+fake_arm = pytest.fixture(fake_arm_fixture)
+ACS_SCOPE_RESOURCE = "https://communication.azure.com/"  # scope https://communication.azure.com//.default
+
+
+def _issued_by(arm: FakeArm) -> Callable[[str], bool]:
+    # The fake ARM keeps the tokens its identity endpoint issued; ACS accepts exactly those.
+    return arm.issued
+
+
+def _jwt_claims(token: str) -> dict[str, Any]:
+    payload = token.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+
+
+def _mi_channel(fake: FakeAcs) -> AcsEmailChannel:
+    return _channel(fake, endpoint=fake.endpoint, connection_string="")
+
+
+def test_managed_identity_sends_with_a_bearer_token_from_the_identity_endpoint(
+        tmp_path: Path, sample: Callable[[str], dict[str, Any]], fake_arm: FakeArm) -> None:
+    # GIVEN the App Service identity endpoint (IDENTITY_ENDPOINT/HEADER) and an ACS endpoint only
+    with start_fake_acs(tmp_path) as fake:
+        fake.accept_token = _issued_by(fake_arm)
+        # WHEN the channel sends through the real EmailClient with DefaultAzureCredential
+        receipt = _mi_channel(fake).send(_message(sample))
+    # THEN every ACS call carried the token the identity endpoint issued for the ACS scope
+    assert "Succeeded" in receipt
+    assert len(fake.sent) == 1 and fake.polls >= 2
+    assert fake.bad_tokens == 0 and fake.bad_signatures == 0
+    assert fake.bearer_tokens and len(set(fake.bearer_tokens)) == 1  # one token, cached by the SDK
+    (token_request,) = fake_arm.token_requests
+    assert token_request.query["resource"] == ACS_SCOPE_RESOURCE
+    assert token_request.headers["x-identity-header"] == fake_arm.identity_header
+    assert _jwt_claims(fake.bearer_tokens[0])["aud"] == ACS_SCOPE_RESOURCE
+
+
+def test_managed_identity_token_refused_by_acs_is_permanent(
+        tmp_path: Path, sample: Callable[[str], dict[str, Any]], fake_arm: FakeArm) -> None:
+    # GIVEN an ACS that accepts no token (e.g. the identity lacks the role on the resource)
+    with start_fake_acs(tmp_path) as fake:
+        fake.accept_token = lambda token: False
+        # WHEN the channel sends THEN the 401 is a permanent failure and nothing was sent
+        with pytest.raises(PermanentError, match="acs: HTTP 401"):
+            _mi_channel(fake).send(_message(sample))
+    assert fake.sent == [] and fake.bad_tokens == 1
+    assert fake_arm.token_requests
+
+
+def test_managed_identity_without_the_identity_endpoint_is_retryable(
+        tmp_path: Path, sample: Callable[[str], dict[str, Any]], fake_arm: FakeArm,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN an identity endpoint that refuses connections (the platform's sidecar is down)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    monkeypatch.setenv("IDENTITY_ENDPOINT", f"http://127.0.0.1:{closed_port}/msi/token")
+    # A developer's logged-in az/azd/pwsh must not stand in for the missing identity.
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with start_fake_acs(tmp_path) as fake:
+        fake.accept_token = _issued_by(fake_arm)
+        # WHEN the channel sends THEN no token means retry later; ACS saw no request
+        started = time.monotonic()
+        with pytest.raises(RetryableError, match="acs"):
+            _mi_channel(fake).send(_message(sample))
+    assert fake.sent == [] and fake.bearer_tokens == []
+    # One quick retry, as for ACS itself (the credential's default retries take ~5 s).
+    assert time.monotonic() - started < 3.0

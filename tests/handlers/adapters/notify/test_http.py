@@ -1,0 +1,111 @@
+"""Teams Workflows, Slack and generic webhooks against local http.server receivers."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from handlers.adapters.notify import http as notify_http
+from handlers.errors import PermanentError, RetryableError
+from handlers.events.parse import RunStatusChanged, parse_event
+from handlers.notify.decide import build_notice
+from handlers.notify.message import Message, notice_message
+from tests.fakes.notify import SECRET_PATH, http_receiver
+
+
+def _message(sample: Callable[[str], dict[str, Any]]) -> Message:
+    event = parse_event(sample("run_status_changed"))
+    assert isinstance(event, RunStatusChanged)
+    return notice_message(build_notice(event, "https://ml.azure.com"), "key1.x")
+
+
+def test_teams_gets_a_message_with_one_adaptive_card(
+        sample: Callable[[str], dict[str, Any]]) -> None:
+    with http_receiver() as receiver:
+        receipt = notify_http.teams(receiver.url, timeout_s=5).send(_message(sample))
+    assert receipt == "HTTP 200"
+    (request,) = receiver.received
+    assert request.path == SECRET_PATH
+    assert request.headers["Content-Type"] == "application/json"
+    body = request.json()
+    assert body["type"] == "message"
+    (attachment,) = body["attachments"]
+    assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
+    card = attachment["content"]
+    assert card["type"] == "AdaptiveCard" and card["version"] == "1.4"
+    assert card["body"][0]["type"] == "TextBlock"
+    facts = {f["title"]: f["value"] for f in card["body"][1]["facts"]}
+    assert facts["Experiment"] == "automl-local-regression"
+    assert facts["Status"] == "failed"
+    (action,) = card["actions"]
+    assert action["type"] == "Action.OpenUrl"
+    assert action["url"].startswith("https://ml.azure.com/runs/AutoML_ad912b2d")
+
+
+def test_slack_gets_text_and_blocks(sample: Callable[[str], dict[str, Any]]) -> None:
+    with http_receiver() as receiver:
+        notify_http.slack(receiver.url, timeout_s=5).send(_message(sample))
+    body = receiver.payloads()[0]
+    assert body["text"].startswith("Run failed: AutoML_ad912b2d")
+    kinds = [block["type"] for block in body["blocks"]]
+    assert kinds == ["header", "section", "actions"]
+    fields = [f["text"] for f in body["blocks"][1]["fields"]]
+    assert "*Experiment*\nautoml-local-regression" in fields
+    assert len(fields) <= 10
+    assert body["blocks"][2]["elements"][0]["url"].startswith("https://ml.azure.com/runs/")
+
+
+def test_webhook_gets_summary_and_event_signed_with_hmac(
+        sample: Callable[[str], dict[str, Any]]) -> None:
+    with http_receiver() as receiver:
+        channel = notify_http.webhook(receiver.url, secret="hook-secret-123", timeout_s=5)
+        channel.send(_message(sample))
+    (request,) = receiver.received
+    expected = "sha256=" + hmac.new(b"hook-secret-123", request.body, hashlib.sha256).hexdigest()
+    assert request.headers[notify_http.SIGNATURE_HEADER] == expected
+    assert request.headers[notify_http.MESSAGE_ID_HEADER] == "key1.x"
+    body = json.loads(request.body)
+    assert body["kind"] == "notification" and body["source"] == "amlevents"
+    assert body["summary"]["status"] == "failed"
+    assert body["summary"]["facts"]["Run"] == "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5"
+    assert body["event"]["data"]["experimentName"] == "automl-local-regression"
+
+
+def test_webhook_without_secret_is_unsigned(sample: Callable[[str], dict[str, Any]]) -> None:
+    with http_receiver() as receiver:
+        notify_http.webhook(receiver.url, secret="", timeout_s=5).send(_message(sample))
+    assert notify_http.SIGNATURE_HEADER not in receiver.received[0].headers
+
+
+@pytest.mark.parametrize("status", [500, 503, 429, 408])
+def test_server_errors_and_throttling_are_retryable(
+        status: int, sample: Callable[[str], dict[str, Any]]) -> None:
+    with http_receiver() as receiver:
+        receiver.statuses = [status]
+        with pytest.raises(RetryableError, match=f"teams: HTTP {status}") as info:
+            notify_http.teams(receiver.url, timeout_s=5).send(_message(sample))
+    assert "sig=" not in str(info.value)
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 410])
+def test_client_errors_are_permanent(status: int,
+                                     sample: Callable[[str], dict[str, Any]]) -> None:
+    with http_receiver() as receiver:
+        receiver.statuses = [status]
+        with pytest.raises(PermanentError, match=f"slack: HTTP {status}") as info:
+            notify_http.slack(receiver.url, timeout_s=5).send(_message(sample))
+    assert "TOPSECRET" not in str(info.value)
+
+
+def test_unreachable_is_retryable_and_does_not_show_the_url(
+        sample: Callable[[str], dict[str, Any]]) -> None:
+    with http_receiver() as receiver:
+        url = receiver.url
+    with pytest.raises(RetryableError, match="webhook: cannot connect") as info:
+        notify_http.webhook(url, secret="", timeout_s=2).send(_message(sample))
+    assert "TOPSECRET" not in str(info.value) and "127.0.0.1" not in str(info.value)

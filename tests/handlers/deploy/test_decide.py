@@ -1,0 +1,414 @@
+"""The tag contract: every tag's default, every invalid value, every guardrail, and ordering."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+
+from handlers.deploy import decide as dbt
+from handlers.deploy import order as deploy_order
+from handlers.deploy import policy as dp
+from handlers.errors import InvalidEvent, PermanentError, RetryableError
+from handlers.events.parse import ModelRegistered, parse_event
+from handlers.events.workspace import WorkspaceRef
+from handlers.ledger.ledger import Outcome
+from handlers.outcome import ActionResult, Plan
+from handlers.runtime.context import HandlerContext
+from handlers.runtime.dispatch import Dispatcher
+from handlers.runtime.routing import ON_MODEL_REGISTERED
+
+Sample = Callable[[str], dict[str, Any]]
+OPEN = dp.DeployPolicy(allowed_targets=dp.TARGETS, allowed_computes=("aks-1", "k8s-1"),
+                       max_instance_count=3)
+
+
+def registered(sample: Sample, version: str | int = 20, name: str = "sklearn_regression_model",
+               **tags: str) -> ModelRegistered:
+    """The documented ModelRegistered sample with these tags and version."""
+    raw = sample("model_registered")
+    raw["data"].update(ModelName=name, ModelVersion=version, ModelTags=tags)
+    raw["id"] = f"{name}-{version}"
+    event = parse_event(raw)
+    assert isinstance(event, ModelRegistered)
+    return event
+
+
+def plan_of(event: ModelRegistered, policy: dp.DeployPolicy = OPEN) -> dbt.DeploymentPlan:
+    decision = dbt.decide(event, policy)
+    assert isinstance(decision, dbt.DeploymentPlan), decision
+    return decision
+
+
+def refusal(event: ModelRegistered, policy: dp.DeployPolicy = OPEN) -> str:
+    decision = dbt.decide(event, policy)
+    assert isinstance(decision, ActionResult) and decision.outcome is Outcome.REFUSED, decision
+    return decision.detail
+
+
+# --- opt-in -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["true", "TRUE", "yes", "1", " True "])
+def test_opt_in_values(sample: Sample, value: str) -> None:
+    assert plan_of(registered(sample, deploy=value)).model_version == "20"
+
+
+@pytest.mark.parametrize("value", ["false", "no", "0", "", "y", "enabled"])
+def test_anything_else_skips_with_the_reason(sample: Sample, value: str) -> None:
+    decision = dbt.decide(registered(sample, deploy=value), OPEN)
+    assert isinstance(decision, ActionResult) and decision.outcome is Outcome.SKIPPED
+    assert "set deploy=true" in decision.detail
+
+
+def test_the_documented_sample_is_skipped(sample: Sample) -> None:
+    event = parse_event(sample("model_registered"))
+    assert isinstance(event, ModelRegistered)
+    decision = dbt.decide(event, dp.DeployPolicy())
+    assert isinstance(decision, ActionResult) and decision.outcome is Outcome.SKIPPED
+    assert decision.detail == "tag deploy is absent; set deploy=true to deploy"
+
+
+def test_tag_names_are_case_insensitive(sample: Sample) -> None:
+    plan = plan_of(registered(sample, Deploy="true", DEPLOY_INSTANCE_COUNT="2"))
+    assert plan.instance_count == 2
+
+
+# --- defaults ---------------------------------------------------------------------------------
+
+def test_every_default(sample: Sample) -> None:
+    plan = plan_of(registered(sample, deploy="true"), dp.DeployPolicy())
+    assert plan == dbt.DeploymentPlan(
+        workspace=WorkspaceRef("{subscription-id}", "{resource-group-name}", "{workspace-name}"),
+        model_name="sklearn_regression_model", model_version="20", target="managed",
+        endpoint="sklearn-regression-model", deployment="v20", instance_type="Standard_DS3_v2",
+        instance_count=1, traffic=100, compute="", environment="", scoring_script="",
+        cpu_cores=0.0, memory_gb=0.0)
+    assert plan.summary() == ("deploy sklearn_regression_model:20 to managed endpoint "
+                              "sklearn-regression-model as v20 (100% traffic)")
+    assert plan.as_dict()["workspace"].endswith("/workspaces/{workspace-name}")
+
+
+def test_v1_defaults(sample: Sample) -> None:
+    plan = plan_of(registered(sample, deploy="true", deploy_target="aks"))
+    assert (plan.target, plan.compute, plan.cpu_cores, plan.memory_gb) == ("aks", "aks-1", 1.0, 2.0)
+    assert plan.instance_type == ""
+    aci = plan_of(registered(sample, deploy="true", deploy_target="aci"))
+    assert (aci.compute, aci.cpu_cores, aci.memory_gb) == ("", 1.0, 2.0)
+
+
+def test_kubernetes_defaults(sample: Sample) -> None:
+    plan = plan_of(registered(sample, deploy="true", deploy_target="Kubernetes"))
+    assert (plan.target, plan.compute, plan.instance_type) == (
+        "kubernetes", "aks-1", "defaultinstancetype")
+
+
+def test_workspace_setting_overrides_topic(sample: Sample) -> None:
+    ws = WorkspaceRef("s", "rg", "w")
+    assert plan_of(registered(sample, deploy="true"), replace(OPEN, workspace=ws)).workspace == ws
+
+
+def test_topic_that_is_not_a_workspace_is_invalid(sample: Sample) -> None:
+    raw = sample("model_registered")
+    raw["topic"] = "/subscriptions/s/resourceGroups/rg"
+    raw["data"]["ModelTags"] = {"deploy": "true"}
+    event = parse_event(raw)
+    assert isinstance(event, ModelRegistered)
+    with pytest.raises(InvalidEvent):
+        dbt.decide(event, OPEN)
+
+
+@pytest.mark.parametrize(("model", "endpoint"), [
+    ("sklearn_regression_model", "sklearn-regression-model"),
+    ("My.Model", "my-model"),
+    ("42-answers", "m-42-answers"),
+    ("ab", "ab0"),
+    ("x" * 40, "x" * 32),
+    ("a" + "-" * 31 + "b", "a-b"),
+])
+def test_endpoint_name_derived_from_model(model: str, endpoint: str) -> None:
+    assert dbt.endpoint_name_for(model) == endpoint
+
+
+@pytest.mark.parametrize(("version", "name"), [
+    ("20", "v20"), ("1", "v-1"), ("1.2.0", "v1-2-0"), ("", "v-0"), ("9" * 40, "v" + "9" * 31),
+])
+def test_deployment_name_derived_from_version(version: str, name: str) -> None:
+    assert dbt.deployment_name_for(version) == name
+
+
+def test_explicit_values(sample: Sample) -> None:
+    plan = plan_of(registered(
+        sample, deploy="true", deploy_endpoint="Fraud-EP", deploy_name="blue",
+        deploy_instance_type="standard_f2s_v2", deploy_instance_count="3", deploy_traffic="10",
+        deploy_environment="azureml:sk-env:3", deploy_scoring_script="score-code:2/src/score.py"))
+    assert (plan.endpoint, plan.deployment, plan.instance_type) == (
+        "Fraud-EP", "blue", "Standard_F2s_v2")
+    assert (plan.instance_count, plan.traffic) == (3, 10)
+    assert (plan.environment, plan.code, plan.script_path) == (
+        "azureml:sk-env:3", "score-code:2", "src/score.py")
+
+
+def test_v1_explicit_sizes(sample: Sample) -> None:
+    plan = plan_of(registered(sample, deploy="true", deploy_target="aci", deploy_cpu_cores="0.5",
+                              deploy_memory_gb="1.5"))
+    assert (plan.cpu_cores, plan.memory_gb) == (0.5, 1.5)
+
+
+# --- invalid values -> refused naming the tag -------------------------------------------------
+
+@pytest.mark.parametrize(("tags", "expected"), [
+    ({"deploy_target": "serverless"}, "tag deploy_target: must be one of managed, kubernetes"),
+    ({"deploy_endpoint": "ab"}, "tag deploy_endpoint: 'ab' is not a valid name"),
+    ({"deploy_endpoint": "1abc"}, "tag deploy_endpoint"),
+    ({"deploy_endpoint": "abc-"}, "tag deploy_endpoint"),
+    ({"deploy_endpoint": "a_bc"}, "tag deploy_endpoint"),
+    ({"deploy_endpoint": "a" * 33}, "tag deploy_endpoint"),
+    ({"deploy_name": "x"}, "tag deploy_name: 'x' is not a valid name"),
+    ({"deploy_instance_type": "Standard_NC24"}, "tag deploy_instance_type: 'Standard_NC24' is "
+                                                "not allowed by AMLEVENTS_DEPLOY_ALLOWED_INSTANCE"),
+    ({"deploy_instance_count": "0"},
+     "tag deploy_instance_count: must be a whole number from 1 to 3"),
+    ({"deploy_instance_count": "4"}, "(limit AMLEVENTS_DEPLOY_MAX_INSTANCE_COUNT)"),
+    ({"deploy_instance_count": "1.5"}, "tag deploy_instance_count"),
+    ({"deploy_instance_count": "-1"}, "tag deploy_instance_count"),
+    ({"deploy_traffic": "101"}, "tag deploy_traffic: must be a whole number from 0 to 100"),
+    ({"deploy_traffic": "half"}, "tag deploy_traffic"),
+    ({"deploy_environment": "env:1"}, "tag deploy_scoring_script: is required together with "
+                                      "deploy_environment"),
+    ({"deploy_scoring_script": "c:1/s.py"}, "tag deploy_environment: is required together"),
+    ({"deploy_environment": "env", "deploy_scoring_script": "c:1/s.py"},
+     "tag deploy_environment: must be a registered environment"),
+    ({"deploy_environment": "env:1", "deploy_scoring_script": "score.py"},
+     "tag deploy_scoring_script: must be code-asset:version/path"),
+    ({"deploy_target": "aci", "deploy_cpu_cores": "0"}, "tag deploy_cpu_cores: must be a number "
+                                                        "above 0 and at most 2"),
+    ({"deploy_target": "aci", "deploy_cpu_cores": "3"}, "(limit AMLEVENTS_DEPLOY_MAX_CPU_CORES)"),
+    ({"deploy_target": "aks", "deploy_memory_gb": "5"}, "(limit AMLEVENTS_DEPLOY_MAX_MEMORY_GB)"),
+    ({"deploy_target": "aks", "deploy_memory_gb": "1e3"}, "tag deploy_memory_gb"),
+    ({"deploy_target": "aci", "deploy_traffic": "50"}, "tag deploy_traffic: canary traffic needs"),
+    ({"deploy_target": "aci", "deploy_environment": "e:1", "deploy_scoring_script": "c:1/s.py"},
+     "tag deploy_environment: is supported for managed and kubernetes targets only"),
+    ({"deploy_target": "kubernetes", "deploy_compute": "other"},
+     "tag deploy_compute: 'other' is not allowed by AMLEVENTS_DEPLOY_ALLOWED_COMPUTES"),
+    ({"deploy_target": "kubernetes", "deploy_instance_type": "Standard_DS3_v2"},
+     "not allowed by AMLEVENTS_DEPLOY_ALLOWED_K8S_INSTANCE_TYPES"),
+])
+def test_invalid_value_is_refused_naming_the_tag(sample: Sample, tags: dict[str, str],
+                                                 expected: str) -> None:
+    assert expected in refusal(registered(sample, deploy="true", **tags))
+
+
+def test_every_problem_is_reported(sample: Sample) -> None:
+    detail = refusal(registered(sample, deploy="true", deploy_traffic="x",
+                                deploy_instance_count="9"))
+    assert "tag deploy_traffic" in detail and "tag deploy_instance_count" in detail
+
+
+# --- guardrails -------------------------------------------------------------------------------
+
+def test_default_policy_allows_managed_only(sample: Sample) -> None:
+    for target in ("kubernetes", "aci", "aks"):
+        detail = refusal(registered(sample, deploy="true", deploy_target=target), dp.DeployPolicy())
+        assert f"tag deploy_target: '{target}' is not allowed by AMLEVENTS_DEPLOY_ALLOWED_TARGETS"\
+               " (allowed: managed)" in detail
+
+
+def test_default_policy_caps_instance_count_at_two(sample: Sample) -> None:
+    assert plan_of(registered(sample, deploy="true", deploy_instance_count="2"),
+                   dp.DeployPolicy()).instance_count == 2
+    assert "from 1 to 2" in refusal(registered(sample, deploy="true", deploy_instance_count="3"),
+                                    dp.DeployPolicy())
+
+
+def test_compute_target_needs_an_allowed_compute(sample: Sample) -> None:
+    policy = replace(OPEN, allowed_computes=())
+    assert "tag deploy_compute: no compute is allowed: set AMLEVENTS_DEPLOY_ALLOWED_COMPUTES" in \
+        refusal(registered(sample, deploy="true", deploy_target="aks"), policy)
+
+
+def test_model_name_pattern(sample: Sample) -> None:
+    policy = replace(OPEN, model_pattern=dp.re.compile("prod-.*"))
+    assert "does not match AMLEVENTS_DEPLOY_MODEL_PATTERN" in refusal(
+        registered(sample, deploy="true"), policy)
+    assert plan_of(registered(sample, name="prod-fraud", deploy="true"), policy)
+
+
+def test_endpoint_name_pattern(sample: Sample) -> None:
+    policy = replace(OPEN, endpoint_pattern=dp.re.compile("team-a-.*"))
+    assert "tag deploy_endpoint: endpoint 'sklearn-regression-model' does not match " \
+           "AMLEVENTS_DEPLOY_ENDPOINT_PATTERN" in refusal(registered(sample, deploy="true"), policy)
+    assert plan_of(registered(sample, deploy="true", deploy_endpoint="team-a-x"), policy)
+
+
+def test_required_tags(sample: Sample) -> None:
+    policy = dp.DeployPolicy.from_mapping({dp.REQUIRED_TAGS: "stage=production,ncd=true"})
+    detail = refusal(registered(sample, deploy="true", stage="dev"), policy)
+    assert ("tag stage: AMLEVENTS_DEPLOY_REQUIRED_TAGS requires stage=production, got 'dev'"
+            in detail)
+    assert "tag ncd: AMLEVENTS_DEPLOY_REQUIRED_TAGS requires ncd=true, got 'absent'" in detail
+    assert plan_of(registered(sample, deploy="true", stage="Production", ncd="true"), policy)
+
+
+def test_required_tags_do_not_replace_opt_in(sample: Sample) -> None:
+    policy = dp.DeployPolicy.from_mapping({dp.REQUIRED_TAGS: "stage=production"})
+    decision = dbt.decide(registered(sample, stage="production"), policy)
+    assert isinstance(decision, ActionResult) and decision.outcome is Outcome.SKIPPED
+
+
+# --- ordering state (pure) --------------------------------------------------------------------
+
+@pytest.mark.parametrize(("older", "newer"), [("9", "10"), ("20", "21"), ("1.9", "1.10"),
+                                              ("1.0", "1.0.1")])
+def test_version_key_orders_numerically(older: str, newer: str) -> None:
+    assert deploy_order.version_key(older) < deploy_order.version_key(newer)
+
+
+def test_reserve_and_settle(sample: Sample) -> None:
+    v21, v20 = plan_of(registered(sample, 21, deploy="true")), plan_of(
+        registered(sample, 20, deploy="true"))
+    key = deploy_order.order_key(v21)
+    assert key == deploy_order.order_key(v20) and "/" not in key
+    held = deploy_order.reserve(v21, 100.0, 60.0)(None)
+    assert held == {"model": v21.model_name, "pending_version": "21", "pending_until_s": 160.0}
+    assert deploy_order.reserve(v20, 100.0, 60.0)(held) is None  # a newer version holds the endpoint
+    assert deploy_order.reserve(v20, 161.0, 60.0)(held) is not None  # ... until its hold expires
+    deployed = deploy_order.settle(v21, deployed=True)(held)
+    assert deployed == {"model": v21.model_name, "deployed_version": "21"}
+    assert deploy_order.reserve(v20, 1e9, 60.0)(deployed) is None  # older than deployed: never
+    assert deploy_order.settle(v21, deployed=True)(deployed) is None  # nothing changes
+    released = deploy_order.settle(v21, deployed=False)(held)
+    assert released == {"model": v21.model_name}
+
+
+# --- handle(): ordering and redelivery through the dispatcher ---------------------------------
+
+@dataclass
+class RecordingDeployer:
+    """A deploy port that records plans (the Azure ML adapter is tested over HTTP elsewhere)."""
+
+    plans: list[dbt.DeploymentPlan] = field(default_factory=list)
+    fail: Exception | None = None
+
+    def apply(self, plan: Plan) -> ActionResult:
+        if self.fail is not None:
+            raise self.fail
+        assert isinstance(plan, dbt.DeploymentPlan)
+        self.plans.append(plan)
+        return ActionResult.done(plan)
+
+
+class PortAdapters:
+    """Adapters with the deploy port filled by a RecordingDeployer (dry-run off)."""
+
+    def __init__(self, deployer: RecordingDeployer) -> None:
+        self.deployer = deployer
+
+    def get(self, concern: str) -> RecordingDeployer:
+        return self.deployer
+
+    def is_dry_run(self, concern: str) -> bool:
+        return False
+
+
+def live_context(dispatcher: Dispatcher, deployer: RecordingDeployer) -> HandlerContext:
+    ctx = dispatcher.context()
+    return replace(ctx, adapters=PortAdapters(deployer))  # type: ignore[arg-type]
+
+
+def test_out_of_order_v21_then_v20_deploys_only_v21(sample: Sample,
+                                                    make_dispatcher: Callable[..., Dispatcher]
+                                                    ) -> None:
+    deployer = RecordingDeployer()
+    ctx = live_context(make_dispatcher(), deployer)
+    assert dbt.handle(registered(sample, 21, deploy="true"), ctx).outcome is Outcome.DONE
+    skipped = dbt.handle(registered(sample, 20, deploy="true"), ctx)
+    assert skipped.outcome is Outcome.SKIPPED
+    assert "version 21 is deployed to endpoint sklearn-regression-model" in skipped.detail
+    assert [p.model_version for p in deployer.plans] == ["21"]
+    # The same version again (another event id) is already there: no second deployment.
+    again = dbt.handle(registered(sample, 21, deploy="true"), ctx)
+    assert again.outcome is Outcome.SKIPPED and "already deployed" in again.detail
+    assert len(deployer.plans) == 1
+
+
+def test_other_endpoints_and_models_are_independent(sample: Sample,
+                                                    make_dispatcher: Callable[..., Dispatcher]
+                                                    ) -> None:
+    deployer = RecordingDeployer()
+    ctx = live_context(make_dispatcher(), deployer)
+    dbt.handle(registered(sample, 21, deploy="true"), ctx)
+    dbt.handle(registered(sample, 20, deploy="true", deploy_endpoint="other-ep"), ctx)
+    dbt.handle(registered(sample, 3, name="another", deploy="true"), ctx)
+    assert [p.model_version for p in deployer.plans] == ["21", "20", "3"]
+
+
+def test_retry_keeps_the_hold_and_failure_releases_it(sample: Sample,
+                                                      make_dispatcher: Callable[..., Dispatcher]
+                                                      ) -> None:
+    deployer = RecordingDeployer(fail=RetryableError("429"))
+    ctx = live_context(make_dispatcher(), deployer)
+    with pytest.raises(RetryableError):
+        dbt.handle(registered(sample, 21, deploy="true"), ctx)
+    deployer.fail = None
+    held = dbt.handle(registered(sample, 20, deploy="true"), ctx)
+    assert held.outcome is Outcome.SKIPPED and "being deployed" in held.detail
+    deployer.fail = PermanentError("400")
+    with pytest.raises(PermanentError):
+        dbt.handle(registered(sample, 21, deploy="true"), ctx)
+    deployer.fail = None
+    assert dbt.handle(registered(sample, 20, deploy="true"), ctx).outcome is Outcome.DONE
+
+
+# Redelivery through the real dispatcher and SDK: tests/handlers/adapters/test_azure_ml.py.
+
+
+def test_dry_run_plans_and_writes_no_state(sample: Sample,
+                                          make_dispatcher: Callable[..., Dispatcher]) -> None:
+    dispatcher = make_dispatcher()
+    raw = sample("model_registered")
+    raw["data"]["ModelTags"] = {"deploy": "true", "deploy_traffic": "25"}
+    result = dispatcher.dispatch(raw, function=ON_MODEL_REGISTERED)
+    assert result.outcome is Outcome.PLANNED
+    assert '"traffic":25' in result.detail and '"deployment":"v20"' in result.detail
+    plan = plan_of(registered(sample, deploy="true"))
+    assert dispatcher.ledger.get_state(deploy_order.order_key(plan)) is None
+
+
+def test_dry_run_still_reports_an_older_version(sample: Sample,
+                                               make_dispatcher: Callable[..., Dispatcher]) -> None:
+    dispatcher = make_dispatcher()
+    plan = plan_of(registered(sample, 21, deploy="true"))
+    dispatcher.ledger.update_state(deploy_order.order_key(plan), deploy_order.settle(plan, deployed=True))
+    raw = sample("model_registered")
+    raw["data"]["ModelTags"] = {"deploy": "true"}
+    result = dispatcher.dispatch(raw, function=ON_MODEL_REGISTERED)
+    assert result.outcome is Outcome.SKIPPED and "version 21 is deployed" in result.detail
+
+
+def test_sample_without_tags_is_skipped_by_default(sample: Sample,
+                                                   make_dispatcher: Callable[..., Dispatcher]
+                                                   ) -> None:
+    result = make_dispatcher().dispatch(sample("model_registered"), function=ON_MODEL_REGISTERED)
+    assert result.outcome is Outcome.SKIPPED
+
+
+def test_refusal_is_recorded_not_retried(sample: Sample,
+                                         make_dispatcher: Callable[..., Dispatcher]) -> None:
+    dispatcher = make_dispatcher()
+    raw = sample("model_registered")
+    raw["data"]["ModelTags"] = {"deploy": "true", "deploy_target": "aks"}
+    result = dispatcher.dispatch(raw, function=ON_MODEL_REGISTERED)
+    assert result.outcome is Outcome.REFUSED and not result.should_retry
+    assert "tag deploy_target" in result.detail
+
+
+def test_bad_policy_setting_is_retried_naming_it(sample: Sample,
+                                                 make_dispatcher: Callable[..., Dispatcher]) -> None:
+    raw = sample("model_registered")
+    raw["data"]["ModelTags"] = {"deploy": "true"}
+    result = make_dispatcher(AMLEVENTS_DEPLOY_MAX_INSTANCE_COUNT="lots").dispatch(
+        raw, function=ON_MODEL_REGISTERED)
+    assert result.outcome is Outcome.RETRY
+    assert "AMLEVENTS_DEPLOY_MAX_INSTANCE_COUNT" in result.detail

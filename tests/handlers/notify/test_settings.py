@@ -1,0 +1,102 @@
+"""Channel settings, rules and storm limits: defaults, validation naming every setting."""
+
+from __future__ import annotations
+
+import pytest
+
+from handlers.errors import SettingError
+from handlers.notify.settings import ChannelSettings, RoutingSettings, Rule
+
+
+def test_defaults_enable_nothing() -> None:
+    settings = ChannelSettings.from_mapping({})
+    assert settings.enabled == ()
+    assert (settings.smtp_port, settings.smtp_starttls) == (587, True)
+    assert (settings.storm_max, settings.storm_window_s, settings.timeout_s) == (10, 300.0, 10.0)
+
+
+def test_each_channel_is_on_when_its_settings_are_set() -> None:
+    settings = ChannelSettings.from_mapping({
+        "AMLEVENTS_NOTIFY_SMTP_HOST": "smtp.contoso.com",
+        "AMLEVENTS_NOTIFY_SMTP_FROM": "ml@contoso.com",
+        "AMLEVENTS_NOTIFY_SMTP_TO": "a@contoso.com; b@contoso.com",
+        "AMLEVENTS_NOTIFY_ACS_ENDPOINT": "https://acs.communication.azure.com",
+        "AMLEVENTS_NOTIFY_ACS_SENDER": "DoNotReply@x.azurecomm.net",
+        "AMLEVENTS_NOTIFY_ACS_TO": "a@contoso.com",
+        "AMLEVENTS_NOTIFY_TEAMS_URL": "https://prod-1.westeurope.logic.azure.com/workflows/x",
+        "AMLEVENTS_NOTIFY_SLACK_URL": "https://hooks.slack.com/services/T/B/X",
+        "AMLEVENTS_NOTIFY_WEBHOOK_URL": "https://example.com/hook",
+        "AMLEVENTS_NOTIFY_OUTBOX_DIR": "/tmp/outbox"})
+    assert settings.enabled == ("smtp", "acs", "teams", "slack", "webhook", "outbox")
+    assert settings.smtp_to == ("a@contoso.com", "b@contoso.com")
+
+
+def test_every_problem_is_named_at_once() -> None:
+    with pytest.raises(SettingError) as info:
+        ChannelSettings.from_mapping({
+            "AMLEVENTS_NOTIFY_SMTP_HOST": "smtp.contoso.com",
+            "AMLEVENTS_NOTIFY_SMTP_PASSWORD": "pw-123456",
+            "AMLEVENTS_NOTIFY_ACS_ENDPOINT": "https://acs", "AMLEVENTS_NOTIFY_ACS_CONNECTION_STRING":
+                "endpoint=https://acs/;accesskey=abc",
+            "AMLEVENTS_NOTIFY_STORM_MAX": "0", "AMLEVENTS_NOTIFY_SMTP_STARTTLS": "maybe",
+            "AMLEVENTS_NOTIFY_WEBHOOK_SECRET": "s3cret-value"})
+    named = {name for name, _ in info.value.problems}
+    assert named == {"AMLEVENTS_NOTIFY_SMTP_FROM", "AMLEVENTS_NOTIFY_SMTP_TO",
+                     "AMLEVENTS_NOTIFY_SMTP_USERNAME", "AMLEVENTS_NOTIFY_ACS_ENDPOINT",
+                     "AMLEVENTS_NOTIFY_ACS_SENDER", "AMLEVENTS_NOTIFY_ACS_TO",
+                     "AMLEVENTS_NOTIFY_STORM_MAX", "AMLEVENTS_NOTIFY_SMTP_STARTTLS",
+                     "AMLEVENTS_NOTIFY_WEBHOOK_URL"}
+    assert "pw-123456" not in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["http://hooks.example.com/x?sig=SECRET123",
+                                 "ftp://127.0.0.1/x", "not a url SECRET123"])
+def test_webhook_urls_must_be_https_and_are_never_echoed(url: str) -> None:
+    with pytest.raises(SettingError) as info:
+        ChannelSettings.from_mapping({"AMLEVENTS_NOTIFY_SLACK_URL": url})
+    assert info.value.setting == "AMLEVENTS_NOTIFY_SLACK_URL"
+    assert "SECRET123" not in str(info.value)
+
+
+def test_plain_http_is_allowed_to_loopback_only() -> None:
+    settings = ChannelSettings.from_mapping(
+        {"AMLEVENTS_NOTIFY_WEBHOOK_URL": "http://127.0.0.1:8080/hook"})
+    assert settings.enabled == ("webhook",)
+
+
+def test_rules_parse_with_defaults() -> None:
+    routing = RoutingSettings.from_mapping({"AMLEVENTS_NOTIFY_RULES": """[
+        {"name": "sweeps", "experiment": "hd-*", "tags": {"team": "vision"},
+         "events": ["runstatuschanged"], "statuses": ["Failed"], "channels": ["teams", "smtp"]},
+        {"channels": []}, {}]"""})
+    assert routing.rules == (
+        Rule(name="sweeps", experiment="hd-*", tags=(("team", "vision"),),
+             events=frozenset({"RunStatusChanged"}), statuses=frozenset({"failed"}),
+             channels=("smtp", "teams")),
+        Rule(name="rule 2", channels=()), Rule(name="rule 3"))
+    assert routing.studio_endpoint == "https://ml.azure.com"
+
+
+@pytest.mark.parametrize(("rules", "message"), [
+    ("{", "not valid JSON"), ('{"a": 1}', "JSON array"), ('[{"colour": "red"}]', "unknown key"),
+    ('[{"events": ["Drift"]}]', "events must be among"), ('[{"channels": ["sms"]}]', "sms"),
+    ('[{"tags": ["x"]}]', "tags must be"), ('[{"statuses": "failed"}]', "array of strings")])
+def test_bad_rules_are_explained(rules: str, message: str) -> None:
+    with pytest.raises(SettingError, match=message) as info:
+        RoutingSettings.from_mapping({"AMLEVENTS_NOTIFY_RULES": rules})
+    assert info.value.setting == "AMLEVENTS_NOTIFY_RULES"
+
+
+def test_rules_may_only_name_configured_channels() -> None:
+    with pytest.raises(SettingError, match="sweeps: channel.s. teams are not configured"):
+        ChannelSettings.from_mapping({
+            "AMLEVENTS_NOTIFY_OUTBOX_DIR": "/tmp/o",
+            "AMLEVENTS_NOTIFY_RULES": '[{"name": "sweeps", "channels": ["teams"]}]'})
+
+
+def test_studio_endpoint_for_sovereign_clouds() -> None:
+    routing = RoutingSettings.from_mapping(
+        {"AMLEVENTS_NOTIFY_STUDIO_ENDPOINT": "https://ml.azure.us/"})
+    assert routing.studio_endpoint == "https://ml.azure.us"
+    with pytest.raises(SettingError):
+        RoutingSettings.from_mapping({"AMLEVENTS_NOTIFY_STUDIO_ENDPOINT": "ml.azure.us"})
