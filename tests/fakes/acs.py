@@ -29,6 +29,8 @@ from typing import Any
 
 import trustme
 
+from tests.fakes.server import serve_in_thread
+
 ACCESS_KEY = base64.b64encode(b"fake-acs-access-key-for-tests-only").decode()
 
 
@@ -165,11 +167,5 @@ def start_fake_acs(tmp_dir: Path) -> Iterator[FakeAcs]:
     cert.configure_cert(context)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     fake.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
-    thread.start()
-    try:
+    with serve_in_thread(server):
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -19,6 +19,8 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from tests.fakes.server import serve_in_thread
+
 # A path shaped like a real webhook's secret part, so tests can check it never leaks.
 SECRET_PATH = "/workflows/abc/triggers/manual/paths/invoke?sig=TOPSECRETsig123456"
 
@@ -86,14 +88,8 @@ def http_receiver() -> Iterator[HttpReceiver]:
     receiver = HttpReceiver()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _http_handler(receiver))
     receiver.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
-    thread.start()
-    try:
+    with serve_in_thread(server):
         yield receiver
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @dataclass

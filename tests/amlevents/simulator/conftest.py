@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.notify import Received
+from tests.fakes.server import serve_in_thread
 
 
 @dataclass
@@ -108,10 +109,5 @@ class Receiver:
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     """A running receiver on a free port."""
-    server = _Server()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield Receiver(server)
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with serve_in_thread(_Server(), poll_interval=0.05) as server:
+        yield Receiver(server)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import ssl
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +28,7 @@ from amlevents.simulator.topic import (
     PublishResponse,
     split_batches,
 )
+from tests.fakes.server import serve_in_thread
 
 if TYPE_CHECKING:
     from tests.amlevents.simulator.conftest import Receiver
@@ -114,7 +115,7 @@ Serve = Callable[..., str]
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Serve]:
     """Start a server around an endpoint; return its /api/events URL (https with tls=True)."""
-    servers: list[_TopicServer] = []
+    servers = contextlib.ExitStack()
 
     def start(endpoint: PublishEndpoint, tls: bool = False) -> str:
         server = _TopicServer(endpoint)
@@ -124,15 +125,12 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
             authority.issue_cert("127.0.0.1").configure_cert(context)
             server.socket = context.wrap_socket(server.socket, server_side=True)
             authority.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-        servers.append(server)
+        servers.enter_context(serve_in_thread(server, poll_interval=0.05))
         scheme = "https" if tls else "http"
         return f"{scheme}://127.0.0.1:{server.server_address[1]}/api/events"
 
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    with servers:
+        yield start
 
 
 def client(url: str, credential: Any = None) -> EventGridPublisherClient:

@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from threading import Thread
 from typing import Any
 
 import pytest
@@ -29,6 +28,7 @@ from handlers.ledger.table import (
     TableLedgerStore,
 )
 from tests.fakes.azurite import ACCOUNT, ACCOUNT_KEY, free_port, start_azurite
+from tests.fakes.server import serve_in_thread
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -155,11 +155,8 @@ class Answer(BaseHTTPRequestHandler):
 @pytest.fixture
 def answering() -> Iterator[ThreadingHTTPServer]:
     """A loopback server standing in for a table endpoint in trouble."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
-    Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serve_in_thread(ThreadingHTTPServer(("127.0.0.1", 0), Answer)) as server:
+        yield server
 
 
 def store_at(port: int) -> TableLedgerStore:
