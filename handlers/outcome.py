@@ -1,13 +1,32 @@
-"""What a handler returns, and the shape every plan has so a dry-run twin can record it."""
+"""What became of an event (Outcome), what a handler returns (ActionResult), what it decides (Plan).
+
+Pure values: planning code and the ledger both import this module, never the other way round.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
-from handlers.ledger.ledger import Outcome
+
+class Outcome(StrEnum):
+    """What happened to an event."""
+
+    DONE = "done"
+    PLANNED = "planned"
+    SKIPPED = "skipped"
+    REFUSED = "refused"
+    INVALID = "invalid"
+    FAILED = "failed"
+    RETRY = "retry"
+    IN_PROGRESS = "in_progress"
+
+
+TERMINAL = frozenset({Outcome.DONE, Outcome.PLANNED, Outcome.SKIPPED, Outcome.REFUSED,
+                      Outcome.INVALID, Outcome.FAILED})
 
 
 class Plan(Protocol):

@@ -31,8 +31,7 @@ from handlers.deploy.policy import (
 from handlers.errors import PermanentError, PolicyRefused, RetryableError, SettingError
 from handlers.events.parse import ModelRegistered
 from handlers.events.workspace import WorkspaceRef
-from handlers.ledger.ledger import Outcome
-from handlers.outcome import ActionResult
+from handlers.outcome import ActionResult, Outcome
 from handlers.runtime.context import HandlerContext
 
 DEPLOY_TAG = "deploy"

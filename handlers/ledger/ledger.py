@@ -15,27 +15,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, Protocol
 
 from handlers.errors import RetryableError
-
-
-class Outcome(StrEnum):
-    """What happened to an event."""
-
-    DONE = "done"
-    PLANNED = "planned"
-    SKIPPED = "skipped"
-    REFUSED = "refused"
-    INVALID = "invalid"
-    FAILED = "failed"
-    RETRY = "retry"
-    IN_PROGRESS = "in_progress"
-
-
-TERMINAL = frozenset({Outcome.DONE, Outcome.PLANNED, Outcome.SKIPPED, Outcome.REFUSED,
-                      Outcome.INVALID, Outcome.FAILED})
+from handlers.outcome import TERMINAL, Outcome
 
 
 def utc_iso(epoch_s: float) -> str:

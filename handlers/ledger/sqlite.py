@@ -14,7 +14,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from handlers.ledger.ledger import LedgerEntry, Outcome, StateItem
+from handlers.ledger.ledger import LedgerEntry, StateItem
+from handlers.outcome import Outcome
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (

@@ -25,7 +25,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from handlers.errors import PermanentError, RetryableError
-from handlers.ledger.ledger import LedgerEntry, Outcome, StateItem
+from handlers.ledger.ledger import LedgerEntry, StateItem
 from handlers.ledger.table_settings import (
     DEFAULT_TABLE_NAME,
     DEV_CONNECTION_STRING,
@@ -39,6 +39,7 @@ from handlers.ledger.table_settings import (
     TableLedgerSettings,
     table_client,
 )
+from handlers.outcome import Outcome
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential

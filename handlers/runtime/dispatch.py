@@ -27,9 +27,9 @@ from handlers.errors import (
     SettingError,
 )
 from handlers.events import parse as ev
-from handlers.ledger.ledger import EventFacts, Ledger, LedgerEntry, Outcome, body_key, event_key
+from handlers.ledger.ledger import EventFacts, Ledger, LedgerEntry, body_key, event_key
 from handlers.ledger.store import open_store
-from handlers.outcome import ActionResult
+from handlers.outcome import ActionResult, Outcome
 from handlers.runtime.context import HandlerContext
 from handlers.runtime.redaction import install_redaction, redact, secret_values
 from handlers.runtime.routing import HANDLERS, accepts

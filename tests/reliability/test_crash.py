@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from handlers.ledger.ledger import LedgerEntry, Outcome
+from handlers.ledger.ledger import LedgerEntry
+from handlers.outcome import Outcome
 from handlers.runtime.routing import ON_DRIFT_DETECTED, ON_MODEL_REGISTERED
 from tests.fakes.arm import FakeArm
 from tests.reliability.conftest import (

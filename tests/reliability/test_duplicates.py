@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from handlers.ledger.ledger import Outcome
+from handlers.outcome import Outcome
 from handlers.runtime.routing import ON_DRIFT_DETECTED
 from tests.fakes.arm import FakeArm
 from tests.reliability.conftest import (

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from handlers.ledger.ledger import Outcome
+from handlers.outcome import Outcome
 from handlers.runtime.routing import ON_DRIFT_DETECTED, ON_MODEL_REGISTERED, ON_RUN_STATUS
 from tests.fakes.arm import FakeArm
 from tests.fakes.notify import http_receiver

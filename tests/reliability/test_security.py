@@ -14,7 +14,7 @@ import pytest
 import function_app
 from amlevents.cli import build_host
 from amlevents.host.server import FunctionsHost, LocalServer, load_functions
-from handlers.ledger.ledger import Outcome
+from handlers.outcome import Outcome
 from handlers.runtime.dispatch import default_dispatcher
 from handlers.runtime.routing import ON_ML_EVENT, ON_MODEL_REGISTERED, ON_RUN_STATUS
 from tests.fakes.acs import ACCESS_KEY, start_fake_acs

@@ -15,12 +15,12 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from handlers.errors import PermanentError, RetryableError, SettingError
-from handlers.ledger.ledger import Ledger, Outcome, utc_iso
+from handlers.ledger.ledger import Ledger, utc_iso
 from handlers.notify import storm
 from handlers.notify.decide import NotificationPlan
 from handlers.notify.message import Digest, Message, digest_message, notice_message
 from handlers.notify.settings import ACS_ENDPOINT, OUTBOX_DIR, SMTP_HOST, TEAMS_URL, ChannelSettings
-from handlers.outcome import ActionResult, Plan, plan_detail
+from handlers.outcome import ActionResult, Outcome, Plan, plan_detail
 from handlers.runtime.redaction import redact, secret_values
 
 log = logging.getLogger("amlevents.notify")

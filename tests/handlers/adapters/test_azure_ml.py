@@ -14,7 +14,7 @@ from handlers.deploy.decide import DeploymentPlan, decide
 from handlers.deploy.policy import DeployPolicy
 from handlers.errors import PermanentError, RetryableError, SettingError
 from handlers.events.parse import ModelRegistered, parse_event
-from handlers.ledger.ledger import Outcome
+from handlers.outcome import Outcome
 from handlers.runtime.dispatch import Dispatcher, DispatchResult
 from handlers.runtime.routing import ON_MODEL_REGISTERED
 from tests.fakes.arm import FakeArm, NetworkGuard, start_fake_arm

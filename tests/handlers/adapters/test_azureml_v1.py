@@ -23,7 +23,7 @@ from handlers.adapters.azureml_v1 import REQUIREMENTS_FILE, V1Deployer, V1Sdk
 from handlers.deploy.decide import DeploymentPlan
 from handlers.errors import PermanentError, RetryableError
 from handlers.events.workspace import WorkspaceRef
-from handlers.ledger.ledger import Outcome
+from handlers.outcome import Outcome
 from handlers.runtime.dispatch import Dispatcher
 from handlers.runtime.routing import ON_MODEL_REGISTERED
 

@@ -13,7 +13,7 @@ import pytest
 from handlers.adapters.data_factory import build_runner, retry_after_s, state_key
 from handlers.errors import SettingError
 from handlers.events.parse import DatasetDriftDetected, parse_event
-from handlers.ledger.ledger import Outcome
+from handlers.outcome import Outcome
 from handlers.retrain.decide import RetrainPlan, decide
 from handlers.retrain.settings import (
     ARM_ENDPOINT,

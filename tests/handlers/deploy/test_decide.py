@@ -14,8 +14,7 @@ from handlers.deploy import policy as dp
 from handlers.errors import InvalidEvent, PermanentError, RetryableError
 from handlers.events.parse import ModelRegistered, parse_event
 from handlers.events.workspace import WorkspaceRef
-from handlers.ledger.ledger import Outcome
-from handlers.outcome import ActionResult, Plan
+from handlers.outcome import ActionResult, Outcome, Plan
 from handlers.runtime.context import HandlerContext
 from handlers.runtime.dispatch import Dispatcher
 from handlers.runtime.routing import ON_MODEL_REGISTERED

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from handlers.errors import RetryableError
-from handlers.ledger.ledger import EventFacts, Ledger, LedgerEntry, LedgerStore, Outcome, utc_iso
+from handlers.ledger.ledger import EventFacts, Ledger, LedgerEntry, LedgerStore, utc_iso
+from handlers.outcome import Outcome
 from handlers.runtime.dispatch import Dispatcher
 from handlers.runtime.routing import function_for
 from tests.fakes.azurite import ACCOUNT_KEY

@@ -112,7 +112,8 @@ def test_from_settings_creates_the_default_table_in_the_host_storage(azurite: st
 
 
 def test_text_that_a_table_cannot_hold_is_cleaned_not_refused(azurite: str) -> None:
-    from handlers.ledger.ledger import LedgerEntry, Outcome
+    from handlers.ledger.ledger import LedgerEntry
+    from handlers.outcome import Outcome
 
     store = TableLedgerStore.from_settings({LEDGER_TABLE_CONNECTION: azurite,
                                             LEDGER_TABLE_NAME: "clean" + str(free_port())})

@@ -11,10 +11,10 @@ import pytest
 from handlers.adapters import Adapters
 from handlers.errors import SettingError
 from handlers.events.parse import parse_event
-from handlers.ledger.ledger import Ledger, Outcome, event_key
+from handlers.ledger.ledger import Ledger, event_key
 from handlers.ledger.sqlite import SqliteLedgerStore
 from handlers.notify.decide import NotificationPlan, decide
-from handlers.outcome import ActionResult
+from handlers.outcome import ActionResult, Outcome
 from handlers.runtime.context import HandlerContext
 from handlers.settings import CoreSettings
 

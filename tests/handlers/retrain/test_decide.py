@@ -7,8 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from handlers.events import parse as ev
-from handlers.ledger.ledger import Outcome
-from handlers.outcome import ActionResult
+from handlers.outcome import ActionResult, Outcome
 from handlers.retrain.decide import RetrainPlan, decide, request_id_for
 from handlers.retrain.settings import (
     DEFAULT_TARGET,

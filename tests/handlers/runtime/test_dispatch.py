@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from handlers.errors import RetryLater
-from handlers.ledger.ledger import Outcome
+from handlers.outcome import Outcome
 from handlers.runtime.dispatch import Dispatcher, handle_trigger
 from handlers.runtime.routing import function_for
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from handlers.ledger.ledger import Outcome
 from handlers.notify import decide as run_alerts
+from handlers.outcome import Outcome
 from handlers.runtime.dispatch import Dispatcher
 from handlers.runtime.routing import ON_RUN_STATUS
 from tests.fakes.acs import ACCESS_KEY, FakeAcs, start_fake_acs

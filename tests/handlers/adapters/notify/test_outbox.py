@@ -10,9 +10,9 @@ from typing import Any
 
 from handlers.adapters.notify.outbox import OutboxChannel, local_only, summarize
 from handlers.events.parse import RunStatusChanged, parse_event
-from handlers.ledger.ledger import Outcome
 from handlers.notify.decide import build_notice
 from handlers.notify.message import notice_message
+from handlers.outcome import Outcome
 from handlers.runtime.dispatch import Dispatcher
 from handlers.runtime.routing import ON_RUN_STATUS
 
