@@ -47,7 +47,7 @@ def on_ml_event(event: func.EventGridEvent) -> None:
 @app.timer_trigger(schedule="0 * * * * *", arg_name="timer", run_on_startup=False)
 def notify_digests(timer: func.TimerRequest) -> None:
     """Every minute: send the storm-control digests whose window has closed."""
-    from handlers.notify.decide import flush_digests
+    from handlers.notify.handler import flush_digests
 
     flush_digests(default_dispatcher().context())
 

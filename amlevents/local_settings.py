@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from handlers.settings import ALLOWED_TOPICS, DRY_RUN
+from handlers.runtime.settings import ALLOWED_TOPICS, DRY_RUN
 
 SAMPLE_TOPIC = ("/subscriptions/{subscription-id}/resourceGroups/{resource-group-name}"
                 "/providers/Microsoft.MachineLearningServices/workspaces/{workspace-name}")

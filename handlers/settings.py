@@ -1,6 +1,8 @@
-"""App settings: names as constants, a reader that validates them all at once, the core settings.
+"""App settings: a reader that validates them all at once, and a once-per-process cache.
 
 Every knob is an app setting (an environment variable in Azure, `Values` in local.settings.json).
+Each concern's settings class owns its setting names (handlers/*/settings.py); runtime/settings.py
+validates them all for the health check.
 Settings are read lazily from a mapping (tests pass a dict), never at import: an import error
 would stop every function of the app.
 """
@@ -9,22 +11,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from handlers.errors import SettingError
 
-ALLOWED_TOPICS = "AMLEVENTS_ALLOWED_TOPICS"
-DRY_RUN = "AMLEVENTS_DRY_RUN"
-LEDGER_BACKEND = "AMLEVENTS_LEDGER"
-LEDGER_PATH = "AMLEVENTS_LEDGER_PATH"
-CLAIM_TIMEOUT_S = "AMLEVENTS_CLAIM_TIMEOUT_S"
-DRIFT_THRESHOLD = "AMLEVENTS_DRIFT_THRESHOLD"
-NOTIFY_RUN_STATUSES = "AMLEVENTS_NOTIFY_RUN_STATUSES"
-NOTIFY_RUN_COMPLETED = "AMLEVENTS_NOTIFY_RUN_COMPLETED"
-NOTIFY_MODEL_DEPLOYED = "AMLEVENTS_NOTIFY_MODEL_DEPLOYED"
-
-DEFAULT_LEDGER_PATH = ".amlevents/ledger.sqlite3"
+T = TypeVar("T")
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -140,44 +132,24 @@ class SettingsReader:
             raise SettingError(setting, message, problems=tuple(self.problems))
 
 
+class SettingsCache:
+    """Each concern's settings, built from one mapping once per process (not once per event).
+
+    A SettingError is not cached: every use meets it until the setting is fixed.
+    """
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self._built: dict[Any, Any] = {}
+
+    def of(self, build: Callable[[Mapping[str, str]], T]) -> T:
+        """The settings `build(env)` returns, built on first use."""
+        if build not in self._built:  # a race builds twice; both results are equal
+            self._built[build] = build(self.env)
+        value: T = self._built[build]
+        return value
+
+
 def normalize_topic(topic: str) -> str:
     """Topic resource ids compare case-insensitively (ARM ids are case-insensitive)."""
     return topic.strip().rstrip("/").lower()
-
-
-@dataclass(frozen=True)
-class CoreSettings:
-    """Settings every function needs: the topic allow-list, dry-run, the ledger and thresholds."""
-
-    allowed_topics: frozenset[str]
-    dry_run: bool
-    ledger_backend: str
-    ledger_path: str
-    claim_timeout_s: float
-    drift_threshold: float
-    notify_run_statuses: frozenset[str]
-    notify_run_completed: bool
-    notify_model_deployed: bool
-
-    @classmethod
-    def from_mapping(cls, env: Mapping[str, str]) -> CoreSettings:
-        """Build and validate from a mapping such as os.environ."""
-        reader = SettingsReader(env)
-        settings = cls(
-            allowed_topics=frozenset(normalize_topic(t) for t in reader.items(ALLOWED_TOPICS)),
-            dry_run=reader.flag(DRY_RUN, True),
-            ledger_backend=reader.choice(LEDGER_BACKEND, ("sqlite", "table"), "sqlite"),
-            ledger_path=reader.text(LEDGER_PATH, DEFAULT_LEDGER_PATH),
-            claim_timeout_s=reader.number(CLAIM_TIMEOUT_S, 600.0, minimum=1.0, maximum=86400.0),
-            drift_threshold=reader.number(DRIFT_THRESHOLD, 0.3, minimum=0.0, maximum=1.0),
-            notify_run_statuses=frozenset(
-                s.lower() for s in reader.items(NOTIFY_RUN_STATUSES, ("failed",))),
-            notify_run_completed=reader.flag(NOTIFY_RUN_COMPLETED, False),
-            notify_model_deployed=reader.flag(NOTIFY_MODEL_DEPLOYED, False),
-        )
-        reader.raise_if_invalid()
-        return settings
-
-    def topic_allowed(self, topic: str) -> bool:
-        """True when events from this topic may be acted on."""
-        return normalize_topic(topic) in self.allowed_topics

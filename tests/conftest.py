@@ -48,9 +48,11 @@ def sample() -> Callable[[str], dict[str, Any]]:
 
 @pytest.fixture
 def base_env(tmp_path: Path) -> dict[str, str]:
-    """Settings for a dispatcher: the sample topic allowed, dry-run on, a fresh SQLite ledger."""
+    """Settings for a dispatcher: the sample topic allowed, dry-run on, a fresh SQLite ledger,
+    and a local outbox (a dry run validates the channels as the live run would)."""
     return {"AMLEVENTS_ALLOWED_TOPICS": SAMPLE_TOPIC, "AMLEVENTS_DRY_RUN": "true",
-            "AMLEVENTS_LEDGER_PATH": str(tmp_path / "ledger.sqlite3")}
+            "AMLEVENTS_LEDGER_PATH": str(tmp_path / "ledger.sqlite3"),
+            "AMLEVENTS_NOTIFY_OUTBOX_DIR": str(tmp_path / "outbox")}
 
 
 @pytest.fixture

@@ -10,15 +10,17 @@ import pytest
 
 from amlevents.simulator.service import SimulatorSettings
 from handlers.deploy.policy import DeployPolicy
+from handlers.ledger.settings import LedgerSettings
 from handlers.ledger.table import TableLedgerSettings
-from handlers.notify.settings import ChannelSettings, RoutingSettings
+from handlers.notify.settings import ChannelSettings, NotifySettings
 from handlers.retrain.settings import RetrainSettings
-from handlers.settings import CoreSettings
+from handlers.runtime.settings import CoreSettings, validate_all
+from handlers.settings import SettingsCache
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = json.loads((ROOT / "local.settings.sample.json").read_text(encoding="utf-8"))["Values"]
 BUILDERS = [CoreSettings.from_mapping, DeployPolicy.from_mapping, RetrainSettings.from_mapping,
-            ChannelSettings.from_mapping, RoutingSettings.from_mapping,
+            ChannelSettings.from_mapping, NotifySettings.from_mapping, LedgerSettings.from_mapping,
             TableLedgerSettings.from_mapping, SimulatorSettings.from_mapping]
 
 
@@ -27,10 +29,14 @@ def test_every_settings_object_accepts_the_sample(build: object) -> None:
     build(SAMPLE)  # type: ignore[operator]
 
 
+def test_the_sample_passes_validate_all() -> None:
+    assert validate_all(SettingsCache(SAMPLE)) == []
+
+
 def test_every_setting_the_code_reads_is_in_the_sample() -> None:
     # Setting names are module constants "AMLEVENTS_..."; the per-concern dry-run switches are
     # built from AMLEVENTS_DRY_RUN and the concern's name.
     names = {"AMLEVENTS_DRY_RUN_DEPLOY", "AMLEVENTS_DRY_RUN_RETRAIN", "AMLEVENTS_DRY_RUN_NOTIFY"}
-    for path in [*ROOT.glob("handlers/**/*.py"), *ROOT.glob("amlevents/*.py")]:
+    for path in [*ROOT.glob("handlers/**/*.py"), *ROOT.glob("amlevents/**/*.py")]:
         names |= set(re.findall(r'"(AMLEVENTS_[A-Z0-9_]+)"', path.read_text(encoding="utf-8")))
     assert sorted(names - set(SAMPLE)) == []

@@ -1,75 +1,109 @@
-"""Adapters do what handlers decide. Each concern has a real adapter and a dry-run twin.
+"""Adapters do what handlers decide: the only code that imports an Azure SDK or talks to the network.
 
-Real adapters wrap Azure SDK clients and are imported lazily (cold start): a module path per
-concern, loaded only when dry-run is off and the concern is first used.
+`Adapters` hands each concern its port (handlers/ports.py), built once and lazily: the adapter
+module is imported on the concern's first use, and its SDK on first call (cold start). The live
+adapter's settings are validated in dry run too, so a rehearsal fails where the live run would.
 """
 
 from __future__ import annotations
 
-import importlib
 import threading
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import TypeVar
 
-from handlers.adapters.dry_run import DryRunAdapter
-from handlers.errors import SettingError
 from handlers.ledger.ledger import Ledger
-from handlers.outcome import ActionResult, Plan
-from handlers.settings import DRY_RUN, SettingsReader
+from handlers.ports import Deployer, Notifier, RetrainRunner
+from handlers.runtime.settings import CoreSettings
+from handlers.settings import SettingsCache
 
-
-class Adapter(Protocol):
-    """Carries out a plan."""
-
-    def apply(self, plan: Plan) -> ActionResult:
-        """Do it, or raise RetryableError / PermanentError / PolicyRefused."""
-
-
-# concern -> "module:factory"; factory(env, ledger) -> Adapter
-REAL_ADAPTERS: dict[str, str] = {
-    "deploy": "handlers.adapters.azure_ml:build_deployer",
-    "retrain": "handlers.adapters.data_factory:build_runner",
-    "notify": "handlers.adapters.notify.notifier:build_notifier",
-}
-CONCERNS = tuple(REAL_ADAPTERS)
-
-
-def dry_run_setting(concern: str) -> str:
-    """The per-concern override of AMLEVENTS_DRY_RUN, e.g. AMLEVENTS_DRY_RUN_NOTIFY."""
-    return f"{DRY_RUN}_{concern.upper()}"
+P = TypeVar("P")
 
 
 class Adapters:
-    """Builds each concern's adapter once, lazily: dry-run twins while dry-run is on."""
+    """Each concern's port, built on first use: a dry-run twin while that concern is in dry run."""
 
-    def __init__(self, env: Mapping[str, str], ledger: Ledger, *, dry_run: bool) -> None:
-        self.env = env
+    def __init__(self, settings: SettingsCache, ledger: Ledger, core: CoreSettings) -> None:
+        self.settings = settings
         self.ledger = ledger
-        self.dry_run = dry_run
-        self._built: dict[str, Adapter] = {}
+        self.core = core
+        self._built: dict[str, object] = {}
         self._lock = threading.Lock()
-        reader = SettingsReader(env)
-        self._dry_run_by_concern = {c: reader.flag(dry_run_setting(c), dry_run) for c in CONCERNS}
-        reader.raise_if_invalid()
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        """The settings mapping the adapters read."""
+        return self.settings.env
 
     def is_dry_run(self, concern: str) -> bool:
-        """Dry-run for this concern: its own setting, else AMLEVENTS_DRY_RUN."""
-        return self._dry_run_by_concern.get(concern, self.dry_run)
+        """Dry run for this concern: its own setting, else AMLEVENTS_DRY_RUN."""
+        return self.core.is_dry_run(concern)
 
-    def get(self, concern: str) -> Adapter:
-        """The adapter for a concern: `deploy`, `retrain` or `notify`."""
+    def with_ports(self, *, deployer: Deployer | None = None,
+                   retrain_runner: RetrainRunner | None = None,
+                   notifier: Notifier | None = None) -> Adapters:
+        """A copy whose given ports are fixed and live (tests and benchmarks plug theirs in here)."""
+        given = {name: port for name, port in (("deploy", deployer), ("retrain", retrain_runner),
+                                               ("notify", notifier)) if port is not None}
+        core = replace(self.core, dry_run_by_concern={**self.core.dry_run_by_concern,
+                                                      **dict.fromkeys(given, False)})
+        copy = Adapters(self.settings, self.ledger, core)
+        copy._built.update(given)
+        return copy
+
+    def _once(self, concern: str, build: Callable[[], P]) -> P:
         with self._lock:
             if concern not in self._built:
-                self._built[concern] = self._build(concern)
-            return self._built[concern]
+                self._built[concern] = build()
+            port: P = self._built[concern]  # type: ignore[assignment]
+            return port
 
-    def _build(self, concern: str) -> Adapter:
-        if self.is_dry_run(concern):
-            return DryRunAdapter()
-        target = REAL_ADAPTERS.get(concern)
-        if target is None:
-            raise SettingError(dry_run_setting(concern), f"unknown concern {concern!r}")
-        module_name, factory_name = target.split(":")
-        factory: Any = getattr(importlib.import_module(module_name), factory_name)
-        adapter: Adapter = factory(self.env, self.ledger)
-        return adapter
+    def deployer(self) -> Deployer:
+        """The deploy port: azure-ai-ml (and the optional SDK v1 adapter), or its twin."""
+        return self._once("deploy", self._build_deployer)
+
+    def retrain_runner(self) -> RetrainRunner:
+        """The retrain port: Data Factory pipeline runs, or its twin."""
+        return self._once("retrain", self._build_retrain_runner)
+
+    def notifier(self) -> Notifier:
+        """The notify port: the configured channels with storm control, or its twin."""
+        return self._once("notify", self._build_notifier)
+
+    def _build_deployer(self) -> Deployer:
+        from handlers.adapters.azure_ml import AzureMlSettings, build_deployer
+
+        live = self.settings.of(AzureMlSettings.from_mapping)
+        if self.is_dry_run("deploy"):
+            from handlers.adapters.dry_run import DryRunDeployer
+
+            return DryRunDeployer()
+        return build_deployer(live, self.env, self.ledger)
+
+    def _build_retrain_runner(self) -> RetrainRunner:
+        from handlers.retrain.settings import RetrainSettings
+
+        live = self.settings.of(RetrainSettings.from_mapping)
+        if self.is_dry_run("retrain"):
+            from handlers.adapters.dry_run import DryRunRetrainRunner
+
+            return DryRunRetrainRunner()
+        from handlers.adapters.data_factory import build_runner
+
+        return build_runner(live, self.ledger)
+
+    def _build_notifier(self) -> Notifier:
+        from handlers.errors import SettingError
+        from handlers.notify.settings import ChannelSettings, NotifySettings, channel_problems
+
+        channels = self.settings.of(ChannelSettings.from_mapping)
+        problems = channel_problems(channels, self.settings.of(NotifySettings.from_mapping))
+        if problems:
+            raise SettingError(*problems[0], problems=tuple(problems))
+        if self.is_dry_run("notify"):
+            from handlers.adapters.dry_run import DryRunNotifier
+
+            return DryRunNotifier()
+        from handlers.adapters.notify.notifier import build_notifier
+
+        return build_notifier(channels, self.env, self.ledger)

@@ -16,12 +16,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from handlers.deploy.decide import DeploymentPlan
+from handlers.deploy.plan import DeploymentPlan
 from handlers.deploy.policy import V1_TARGETS
 from handlers.errors import AmlEventsError, PermanentError, RetryableError
 from handlers.events.workspace import WorkspaceRef
 from handlers.ledger.ledger import Ledger
-from handlers.outcome import ActionResult, Plan
+from handlers.outcome import ActionResult
 from handlers.settings import SettingsReader
 
 WAIT_S = "AMLEVENTS_DEPLOY_WAIT_S"
@@ -130,10 +130,8 @@ class AzureMlDeployer:
                 self._clients[workspace] = self._client_for(workspace)
             return self._clients[workspace]
 
-    def apply(self, plan: Plan) -> ActionResult:
+    def deploy(self, plan: DeploymentPlan) -> ActionResult:
         """Deploy the plan, or raise RetryableError / PermanentError."""
-        if not isinstance(plan, DeploymentPlan):
-            raise PermanentError(f"the deploy adapter cannot carry out {type(plan).__name__}")
         if plan.target in V1_TARGETS:
             if self._v1 is None:
                 raise PermanentError(f"target {plan.target} needs the SDK v1 adapter")
@@ -257,9 +255,9 @@ def _asset_ref(reference: str) -> str:
     return reference if reference.startswith("azureml:") else f"azureml:{reference}"
 
 
-def build_deployer(env: Mapping[str, str], ledger: Ledger) -> AzureMlDeployer:
+def build_deployer(settings: AzureMlSettings, env: Mapping[str, str],
+                   ledger: Ledger) -> AzureMlDeployer:
     """The real deploy adapter: DefaultAzureCredential (managed identity when deployed)."""
-    settings = AzureMlSettings.from_mapping(env)
     from handlers.adapters import azureml_v1
 
     def client_for(workspace: WorkspaceRef) -> Any:

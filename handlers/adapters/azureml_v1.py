@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from handlers.deploy.decide import DeploymentPlan
+from handlers.deploy.plan import DeploymentPlan
 from handlers.errors import AmlEventsError, PermanentError, RetryableError
 from handlers.outcome import ActionResult
 

@@ -29,8 +29,8 @@ from typing import Any, TypeVar
 
 from handlers.errors import PermanentError, RetryableError, SettingError
 from handlers.ledger.ledger import Ledger, utc_iso
-from handlers.outcome import ActionResult, Plan
-from handlers.retrain.decide import RetrainPlan
+from handlers.outcome import ActionResult
+from handlers.retrain.plan import RetrainPlan
 from handlers.retrain.settings import COOLDOWN_S, ROUTES, DataFactoryTarget, RetrainSettings
 
 ACTIVE_STATUSES = frozenset({"Queued", "InProgress"})
@@ -45,9 +45,8 @@ def state_key(monitor_key: str) -> str:
     return f"retrain-monitor-{digest}"
 
 
-def build_runner(env: Mapping[str, str], ledger: Ledger) -> DataFactoryRunner:
+def build_runner(settings: RetrainSettings, ledger: Ledger) -> DataFactoryRunner:
     """The real runner, with DefaultAzureCredential (managed identity when deployed)."""
-    settings = RetrainSettings.from_mapping(env)
     from azure.identity import DefaultAzureCredential
 
     return DataFactoryRunner(settings, ledger, DefaultAzureCredential(), clock=ledger.clock)
@@ -81,10 +80,8 @@ class DataFactoryRunner:
                     read_timeout=self.settings.timeout_s)
             return self._clients[subscription]
 
-    def apply(self, plan: Plan) -> ActionResult:
+    def start(self, plan: RetrainPlan) -> ActionResult:
         """Start the run unless this event already did, or the monitor's last run still runs."""
-        if not isinstance(plan, RetrainPlan):
-            raise PermanentError(f"the Data Factory runner cannot carry out {type(plan).__name__}")
         if plan.placeholder:
             raise SettingError(ROUTES, "no Data Factory target is configured (placeholder plan)")
         key = state_key(plan.monitor_key)

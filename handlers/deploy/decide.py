@@ -1,19 +1,16 @@
 """ModelRegistered → deploy the model when its tags ask for it ("no-code" deployment).
 
-The tag contract (README "Deploying models by tag") is parsed here into a DeploymentPlan, bounded
-by the operator's DeployPolicy. Tag names have no dots: Event Grid advanced-filter keys cannot
-hold them. `decide` is pure; `handle` adds ordering through ledger state (handlers/deploy_order.py)
-and calls the deploy adapter.
+The tag contract (docs/tag-contract.md) is parsed here into a DeploymentPlan, bounded by the
+operator's DeployPolicy. Tag names have no dots: Event Grid advanced-filter keys cannot hold
+them. `decide` is pure; handler.py adds ordering through ledger state (order.py) and deploys.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
-from handlers.deploy.order import order_key, reserve, settle, why_not_newer
+from handlers.deploy.plan import SCORING_SCRIPT, DeploymentPlan
 from handlers.deploy.policy import (
     ALLOWED_COMPUTES,
     ALLOWED_TARGETS,
@@ -28,11 +25,9 @@ from handlers.deploy.policy import (
     V1_TARGETS,
     DeployPolicy,
 )
-from handlers.errors import PermanentError, PolicyRefused, RetryableError, SettingError
 from handlers.events.parse import ModelRegistered
 from handlers.events.workspace import WorkspaceRef
 from handlers.outcome import ActionResult, Outcome
-from handlers.runtime.context import HandlerContext
 
 DEPLOY_TAG = "deploy"
 TARGET_TAG = "deploy_target"
@@ -52,54 +47,7 @@ _OPT_IN = frozenset({"true", "yes", "1"})
 _AZURE_NAME = re.compile(r"^[A-Za-z](?:[-A-Za-z0-9]{1,30})[A-Za-z0-9]$")
 # A registered environment: name:version or name@latest, optionally prefixed with azureml:
 _ENVIRONMENT = re.compile(r"^(?:azureml:)?[A-Za-z0-9][A-Za-z0-9_.-]*(?::[A-Za-z0-9_.-]+|@latest)$")
-# A scoring script inside a registered code asset: code-name:version/path/to/score.py
-_SCORING_SCRIPT = re.compile(
-    r"^(?:azureml:)?(?P<code>[A-Za-z0-9][A-Za-z0-9_.-]*:[A-Za-z0-9_.-]+)/(?P<path>[^\s]+\.py)$")
 _NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
-
-
-@dataclass(frozen=True)
-class DeploymentPlan:
-    """Deploy one model version to one endpoint of one workspace."""
-
-    workspace: WorkspaceRef
-    model_name: str
-    model_version: str
-    target: str
-    endpoint: str
-    deployment: str
-    instance_type: str = ""
-    instance_count: int = 1
-    traffic: int = 100
-    compute: str = ""
-    environment: str = ""
-    scoring_script: str = ""
-    cpu_cores: float = 0.0
-    memory_gb: float = 0.0
-    tags: Mapping[str, str] = field(default_factory=dict, compare=False)
-
-    @property
-    def code(self) -> str:
-        """The code asset (name:version) holding the scoring script, or ''."""
-        match = _SCORING_SCRIPT.match(self.scoring_script)
-        return match["code"] if match else ""
-
-    @property
-    def script_path(self) -> str:
-        """The scoring script's path inside its code asset, or ''."""
-        match = _SCORING_SCRIPT.match(self.scoring_script)
-        return match["path"] if match else ""
-
-    def summary(self) -> str:
-        """One line for the ledger."""
-        return (f"deploy {self.model_name}:{self.model_version} to {self.target} endpoint "
-                f"{self.endpoint} as {self.deployment} ({self.traffic}% traffic)")
-
-    def as_dict(self) -> Mapping[str, Any]:
-        """Details for the ledger (no secrets: tags are the model's own, names only)."""
-        details = asdict(self)
-        details["workspace"] = self.workspace.resource_id
-        return details
 
 
 def endpoint_name_for(model_name: str) -> str:
@@ -202,7 +150,7 @@ def _scoring(tags: _Tags, target: str) -> tuple[str, str]:
     if environment and not _ENVIRONMENT.match(environment):
         tags.refuse(ENVIRONMENT_TAG, f"must be a registered environment as name:version or "
                                      f"name@latest, got {environment!r}")
-    if script and not _SCORING_SCRIPT.match(script):
+    if script and not SCORING_SCRIPT.match(script):
         tags.refuse(SCORING_SCRIPT_TAG, f"must be code-asset:version/path/to/script.py, "
                                         f"got {script!r}")
     return environment, script
@@ -258,30 +206,3 @@ def decide(event: ModelRegistered, policy: DeployPolicy) -> DeploymentPlan | Act
         target=target, endpoint=endpoint, deployment=deployment, instance_type=instance_type,
         instance_count=count, traffic=traffic, compute=compute, environment=environment,
         scoring_script=script, cpu_cores=cpu, memory_gb=memory, tags=dict(event.model_tags))
-
-
-def handle(event: ModelRegistered, ctx: HandlerContext) -> ActionResult:
-    """Decide, keep versions in order per endpoint, then deploy through the adapter."""
-    policy = ctx.settings_of(DeployPolicy.from_mapping)
-    decision = decide(event, policy)
-    if isinstance(decision, ActionResult):
-        return decision
-    plan, key, now = decision, order_key(decision), ctx.clock()
-    if ctx.adapters.is_dry_run("deploy"):
-        # A dry run touches nothing, ledger state included; it still reports what would skip.
-        reason = why_not_newer(ctx.ledger.get_state(key), plan, now)
-        return ActionResult.skipped(reason) if reason else ctx.adapters.get("deploy").apply(plan)
-    # Whether or not the hold was written, the stored state now says why we may not deploy.
-    reason = why_not_newer(ctx.ledger.update_state(key, reserve(plan, now, policy.order_hold_s)),
-                    plan, now)
-    if reason:
-        return ActionResult.skipped(reason)
-    try:
-        result = ctx.adapters.get("deploy").apply(plan)
-    except RetryableError:
-        raise  # keep the hold: Event Grid redelivers this version
-    except (PermanentError, PolicyRefused, SettingError):
-        ctx.ledger.update_state(key, settle(plan, deployed=False))
-        raise
-    ctx.ledger.update_state(key, settle(plan, deployed=result.outcome is Outcome.DONE))
-    return result

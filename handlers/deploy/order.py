@@ -10,10 +10,9 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from handlers.deploy.decide import DeploymentPlan
+from handlers.deploy.plan import DeploymentPlan
 
 StateChange = Callable[[Mapping[str, Any] | None], Mapping[str, Any] | None]
 

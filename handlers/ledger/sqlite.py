@@ -14,7 +14,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from handlers.errors import SettingError
 from handlers.ledger.ledger import LedgerEntry, StateItem
+from handlers.ledger.settings import LEDGER_PATH
 from handlers.outcome import Outcome
 
 _SCHEMA = """
@@ -61,9 +63,14 @@ class SqliteLedgerStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        if path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self._conn().executescript(_SCHEMA)
+        try:
+            if path != ":memory:":
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            self._conn().executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            # A read-only app folder (run from package) must fail loudly, naming the setting.
+            raise SettingError(LEDGER_PATH, f"the SQLite ledger at {path} cannot be created or "
+                                            f"written ({exc}); set it to a writable path") from exc
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

@@ -10,36 +10,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Any
 
 from handlers.errors import InvalidEvent
 from handlers.events.parse import MlEvent, ModelDeployed, RunCompleted, RunStatusChanged
 from handlers.events.workspace import WorkspaceRef
 from handlers.ledger.ledger import event_key
 from handlers.notify.message import Notice, studio_endpoints_url, studio_run_url
-from handlers.notify.settings import RULES, RoutingSettings, Rule
+from handlers.notify.plan import NotificationPlan
+from handlers.notify.settings import (
+    MODEL_DEPLOYED,
+    RULES,
+    RUN_COMPLETED,
+    RUN_STATUSES,
+    NotifySettings,
+    Rule,
+)
 from handlers.outcome import ActionResult
-from handlers.runtime.context import HandlerContext
-from handlers.settings import NOTIFY_MODEL_DEPLOYED, NOTIFY_RUN_COMPLETED, NOTIFY_RUN_STATUSES
-
-
-@dataclass(frozen=True)
-class NotificationPlan:
-    """Tell people about one event, on the channels a rule picked (None: every channel)."""
-
-    event_key: str
-    notice: Notice
-    rule: str
-    channels: tuple[str, ...] | None
-
-    def summary(self) -> str:
-        """One line for the ledger."""
-        return f"notify: {self.notice.title}"
-
-    def as_dict(self) -> Mapping[str, Any]:
-        """Details for the ledger (the notice without the raw event)."""
-        return {"notice": self.notice.summary(), "rule": self.rule,
-                "channels": "all" if self.channels is None else list(self.channels)}
 
 
 @dataclass(frozen=True)
@@ -52,36 +38,34 @@ class _Facts:
     tags: Mapping[str, str]
 
 
-def decide(event: MlEvent, ctx: HandlerContext) -> NotificationPlan | ActionResult:
+def decide(event: MlEvent, settings: NotifySettings) -> NotificationPlan | ActionResult:
     """A plan for the events the settings and rules ask to notify about, else a skip."""
-    settings = ctx.settings
     if isinstance(event, RunStatusChanged):
         status = event.run_status.strip().lower()
-        if status not in settings.notify_run_statuses:
+        if status not in settings.run_statuses:
             return ActionResult.skipped(
-                f"run status {event.run_status!r} is not in {NOTIFY_RUN_STATUSES} "
-                f"({', '.join(sorted(settings.notify_run_statuses))})")
+                f"run status {event.run_status!r} is not in {RUN_STATUSES} "
+                f"({', '.join(sorted(settings.run_statuses))})")
     elif isinstance(event, RunCompleted):
-        if not settings.notify_run_completed:
+        if not settings.run_completed:
             return ActionResult.skipped(
-                f"RunCompleted notifications are off ({NOTIFY_RUN_COMPLETED})")
+                f"RunCompleted notifications are off ({RUN_COMPLETED})")
     elif isinstance(event, ModelDeployed):
-        if not settings.notify_model_deployed:
+        if not settings.model_deployed:
             return ActionResult.skipped(
-                f"ModelDeployed notifications are off ({NOTIFY_MODEL_DEPLOYED})")
+                f"ModelDeployed notifications are off ({MODEL_DEPLOYED})")
     else:
         return ActionResult.skipped(f"{event.envelope.event_type} does not notify")
-    routing = ctx.settings_of(RoutingSettings.from_mapping)
     facts = _facts(event)
-    rule = _first_match(routing.rules, facts)
-    if routing.rules and rule is None:
+    rule = _first_match(settings.rules, facts)
+    if settings.rules and rule is None:
         return ActionResult.skipped(f"no rule in {RULES} matches this event")
     if rule is not None and rule.channels == ():
         return ActionResult.skipped(f"rule {rule.name!r} mutes this event (no channels)")
     envelope = event.envelope
     return NotificationPlan(
         event_key=event_key(envelope.topic, envelope.event_type, envelope.id),
-        notice=build_notice(event, routing.studio_endpoint),
+        notice=build_notice(event, settings.studio_endpoint),
         rule=rule.name if rule else "default", channels=rule.channels if rule else None)
 
 
@@ -151,20 +135,3 @@ def build_notice(event: RunStatusChanged | RunCompleted | ModelDeployed, studio:
                ("Run", event.run_id), ("Run type", event.run_type or "-"),
                ("Time", envelope.event_time), *where),
         event=envelope.raw)
-
-
-def handle(event: MlEvent, ctx: HandlerContext) -> ActionResult:
-    """Decide, then notify through the adapter (or its dry-run twin)."""
-    decision = decide(event, ctx)
-    if isinstance(decision, ActionResult):
-        return decision
-    return ctx.adapters.get("notify").apply(decision)
-
-
-def flush_digests(ctx: HandlerContext) -> list[str]:
-    """Send the digests of storm windows that have closed (for a timer trigger); what was sent."""
-    if ctx.adapters.is_dry_run("notify"):
-        return []
-    flusher: Any = ctx.adapters.get("notify")
-    sent: list[str] = flusher.flush()
-    return sent

@@ -36,6 +36,9 @@ OUTBOX_DIR = "AMLEVENTS_NOTIFY_OUTBOX_DIR"
 CA_FILE = "AMLEVENTS_NOTIFY_CA_FILE"
 TIMEOUT_S = "AMLEVENTS_NOTIFY_TIMEOUT_S"
 RULES = "AMLEVENTS_NOTIFY_RULES"
+RUN_STATUSES = "AMLEVENTS_NOTIFY_RUN_STATUSES"
+RUN_COMPLETED = "AMLEVENTS_NOTIFY_RUN_COMPLETED"
+MODEL_DEPLOYED = "AMLEVENTS_NOTIFY_MODEL_DEPLOYED"
 STORM_MAX = "AMLEVENTS_NOTIFY_STORM_MAX"
 STORM_WINDOW_S = "AMLEVENTS_NOTIFY_STORM_WINDOW_S"
 STUDIO_ENDPOINT = "AMLEVENTS_NOTIFY_STUDIO_ENDPOINT"
@@ -61,22 +64,29 @@ class Rule:
 
 
 @dataclass(frozen=True)
-class RoutingSettings:
-    """What the handler needs to decide: the rules and where Azure ML studio lives."""
+class NotifySettings:
+    """What deciding needs: which events notify, the rules (parsed once) and the studio link."""
 
+    run_statuses: frozenset[str]
+    run_completed: bool
+    model_deployed: bool
     rules: tuple[Rule, ...]
     studio_endpoint: str
 
     @classmethod
-    def from_mapping(cls, env: Mapping[str, str]) -> RoutingSettings:
+    def from_mapping(cls, env: Mapping[str, str]) -> NotifySettings:
         """Build and validate from a mapping such as os.environ."""
         reader = SettingsReader(env)
-        rules = parse_rules(reader)
-        studio = reader.text(STUDIO_ENDPOINT, DEFAULT_STUDIO_ENDPOINT).rstrip("/")
-        if urllib.parse.urlsplit(studio).scheme != "https":
-            reader.problem(STUDIO_ENDPOINT, f"must be an https URL, got {studio!r}")
+        settings = cls(
+            run_statuses=frozenset(s.lower() for s in reader.items(RUN_STATUSES, ("failed",))),
+            run_completed=reader.flag(RUN_COMPLETED, False),
+            model_deployed=reader.flag(MODEL_DEPLOYED, False),
+            rules=parse_rules(reader),
+            studio_endpoint=reader.text(STUDIO_ENDPOINT, DEFAULT_STUDIO_ENDPOINT).rstrip("/"))
+        if urllib.parse.urlsplit(settings.studio_endpoint).scheme != "https":
+            reader.problem(STUDIO_ENDPOINT, f"must be an https URL, got {settings.studio_endpoint!r}")
         reader.raise_if_invalid()
-        return cls(rules, studio)
+        return settings
 
 
 def parse_rules(reader: SettingsReader) -> tuple[Rule, ...]:
@@ -162,7 +172,6 @@ class ChannelSettings:
     timeout_s: float
     storm_max: int
     storm_window_s: float
-    rules: tuple[Rule, ...]
 
     @classmethod
     def from_mapping(cls, env: Mapping[str, str]) -> ChannelSettings:
@@ -182,8 +191,7 @@ class ChannelSettings:
             outbox_dir=r.text(OUTBOX_DIR), ca_file=r.text(CA_FILE),
             timeout_s=r.number(TIMEOUT_S, 10.0, minimum=0.1, maximum=300.0),
             storm_max=r.integer(STORM_MAX, 10, minimum=1, maximum=100_000),
-            storm_window_s=r.number(STORM_WINDOW_S, 300.0, minimum=1.0, maximum=86_400.0),
-            rules=parse_rules(r))
+            storm_window_s=r.number(STORM_WINDOW_S, 300.0, minimum=1.0, maximum=86_400.0))
         settings._check(r)
         r.raise_if_invalid()
         return settings
@@ -206,12 +214,6 @@ class ChannelSettings:
                 r.problem(ACS_TO, "is required when ACS Email is configured")
         if self.webhook_secret and not self.webhook_url:
             r.problem(WEBHOOK_URL, f"is required when {WEBHOOK_SECRET} is set")
-        enabled = set(self.enabled)
-        for rule in self.rules:
-            missing = sorted(set(rule.channels or ()) - enabled)
-            if missing:
-                r.problem(RULES, f"{rule.name}: channel(s) {', '.join(missing)} are not "
-                                 "configured")
 
     @property
     def enabled(self) -> tuple[str, ...]:
@@ -236,3 +238,19 @@ def _url(reader: SettingsReader, name: str) -> str:
     # The value is a secret (it carries the webhook's signature): describe, never repeat it.
     reader.problem(name, "must be an https URL (http only to localhost)")
     return ""
+
+
+def channel_problems(channels: ChannelSettings, notify: NotifySettings) -> list[tuple[str, str]]:
+    """What the live notifier would refuse: no channel at all, or a rule naming an absent one."""
+    if not channels.enabled:
+        return [(SMTP_HOST, f"no notification channel is configured: set {SMTP_HOST}, "
+                            f"{ACS_ENDPOINT}, {TEAMS_URL} (or another channel's setting, "
+                            f"e.g. {OUTBOX_DIR})")]
+    enabled = set(channels.enabled)
+    problems = []
+    for rule in notify.rules:
+        missing = sorted(set(rule.channels or ()) - enabled)
+        if missing:
+            problems.append((RULES, f"{rule.name}: channel(s) {', '.join(missing)} are not "
+                                    "configured"))
+    return problems

@@ -8,59 +8,19 @@ Starting the run, without pile-ups and once per event, is the adapter's work.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from handlers.events.parse import DatasetDriftDetected
 from handlers.ledger.ledger import event_key
 from handlers.outcome import ActionResult
+from handlers.retrain.plan import RetrainPlan
 from handlers.retrain.settings import (
     DEFAULT_TARGET,
     PLACEHOLDER_TARGET,
     REQUEST_ID,
     ROUTES,
-    DataFactoryTarget,
     RetrainSettings,
 )
-from handlers.runtime.context import HandlerContext
-
-
-@dataclass(frozen=True)
-class RetrainPlan:
-    """Start one retraining pipeline run for a drift monitor."""
-
-    monitor: str
-    monitor_id: str
-    drift_run_id: str
-    coefficient: float
-    threshold: float
-    target: DataFactoryTarget
-    parameters: Mapping[str, Any]
-    request_id: str
-    request_parameter: str
-    placeholder: bool = False
-
-    @property
-    def monitor_key(self) -> str:
-        """What identifies the monitor for pile-up checks: its id, else its name."""
-        return self.monitor_id or self.monitor
-
-    def summary(self) -> str:
-        """One line for the ledger."""
-        line = (f"start Data Factory pipeline {self.target.pipeline} in factory "
-                f"{self.target.factory} for drift monitor {self.monitor} "
-                f"(drift {self.coefficient:.3f} >= {self.threshold:.3f})")
-        if self.placeholder:
-            line += f" [placeholder target: set {ROUTES} or {DEFAULT_TARGET}]"
-        return line
-
-    def as_dict(self) -> Mapping[str, Any]:
-        """Details for the ledger."""
-        return {"monitor": self.monitor, "monitor_id": self.monitor_id,
-                "drift_run_id": self.drift_run_id, "coefficient": self.coefficient,
-                "threshold": self.threshold, "target": self.target.as_dict(),
-                "parameters": dict(self.parameters), "request_id": self.request_id,
-                "placeholder": self.placeholder}
 
 
 def request_id_for(event: DatasetDriftDetected) -> str:
@@ -80,11 +40,11 @@ def pipeline_parameters(event: DatasetDriftDetected, names: Mapping[str, str],
     return {name: values[field] for field, name in names.items()}
 
 
-def decide(event: DatasetDriftDetected, settings: RetrainSettings, default_threshold: float,
-           *, dry_run: bool = False) -> RetrainPlan | ActionResult:
+def decide(event: DatasetDriftDetected, settings: RetrainSettings, *,
+           dry_run: bool = False) -> RetrainPlan | ActionResult:
     """A plan when drift reaches the monitor's threshold and the monitor has a target."""
     name, monitor_id = event.data_drift_name, event.data_drift_id
-    threshold = settings.threshold_for(name, monitor_id, default_threshold)
+    threshold = settings.threshold_for(name, monitor_id, settings.drift_threshold)
     coefficient = event.drift_coefficient
     if coefficient < threshold:
         return ActionResult.skipped(
@@ -105,13 +65,3 @@ def decide(event: DatasetDriftDetected, settings: RetrainSettings, default_thres
         parameters=pipeline_parameters(event, settings.parameter_names, request_id),
         request_id=request_id, request_parameter=settings.parameter_names[REQUEST_ID],
         placeholder=placeholder)
-
-
-def handle(event: DatasetDriftDetected, ctx: HandlerContext) -> ActionResult:
-    """Decide, then start the run through the adapter (or its dry-run twin)."""
-    settings = ctx.settings_of(RetrainSettings.from_mapping)
-    decision = decide(event, settings, ctx.settings.drift_threshold,
-                      dry_run=ctx.adapters.is_dry_run("retrain"))
-    if isinstance(decision, ActionResult):
-        return decision
-    return ctx.adapters.get("retrain").apply(decision)

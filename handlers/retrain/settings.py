@@ -18,6 +18,7 @@ from typing import Any
 
 from handlers.settings import SettingsReader
 
+DRIFT_THRESHOLD = "AMLEVENTS_DRIFT_THRESHOLD"
 ROUTES = "AMLEVENTS_RETRAIN_ROUTES"
 DEFAULT_TARGET = "AMLEVENTS_RETRAIN_DEFAULT_TARGET"
 MONITOR_THRESHOLDS = "AMLEVENTS_DRIFT_MONITOR_THRESHOLDS"
@@ -114,6 +115,7 @@ class RetrainSettings:
     """Where and how drift starts a retraining run; built from a mapping, validated at once."""
 
     routes: Mapping[str, DataFactoryTarget | None]
+    drift_threshold: float
     default_target: DataFactoryTarget | None
     thresholds: Mapping[str, float]
     parameter_names: Mapping[str, str]
@@ -129,6 +131,7 @@ class RetrainSettings:
         reader = SettingsReader(env)
         settings = cls(
             routes=MappingProxyType(_routes(reader)),
+            drift_threshold=reader.number(DRIFT_THRESHOLD, 0.3, minimum=0.0, maximum=1.0),
             default_target=_default_target(reader),
             thresholds=MappingProxyType(_thresholds(reader)),
             parameter_names=MappingProxyType(_parameter_names(reader)),

@@ -1,14 +1,15 @@
-"""What a handler gets besides its event: settings, the ledger, adapters and a clock."""
+"""What a handler gets besides its event: settings, the ledger, its ports and a clock."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import TypeVar
 
 from handlers.adapters import Adapters
 from handlers.ledger.ledger import Ledger
-from handlers.settings import CoreSettings
+from handlers.runtime.settings import CoreSettings
+from handlers.settings import SettingsCache
 
 T = TypeVar("T")
 
@@ -17,19 +18,17 @@ T = TypeVar("T")
 class HandlerContext:
     """Everything a handler may use; built once per process by the dispatcher."""
 
-    env: Mapping[str, str]
+    cache: SettingsCache
     settings: CoreSettings
     ledger: Ledger
     adapters: Adapters
     clock: Callable[[], float]
-    _built: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        """The app settings as given (os.environ when deployed)."""
+        return self.cache.env
 
     def settings_of(self, build: Callable[[Mapping[str, str]], T]) -> T:
-        """A concern's settings, built from `env` once per context (not once per event).
-
-        A SettingError is not cached: every event meets it until the setting is fixed.
-        """
-        if build not in self._built:  # a race builds twice; both results are equal
-            self._built[build] = build(self.env)
-        value: T = self._built[build]
-        return value
+        """A concern's settings, built once per process (a SettingError is not cached)."""
+        return self.cache.of(build)

@@ -33,7 +33,8 @@ from handlers.outcome import ActionResult, Outcome
 from handlers.runtime.context import HandlerContext
 from handlers.runtime.redaction import install_redaction, redact, secret_values
 from handlers.runtime.routing import HANDLERS, accepts
-from handlers.settings import ALLOWED_TOPICS, CoreSettings
+from handlers.runtime.settings import ALLOWED_TOPICS, CoreSettings
+from handlers.settings import SettingsCache
 
 log = logging.getLogger("amlevents")
 
@@ -62,6 +63,7 @@ class Dispatcher:
     def __init__(self, env: Mapping[str, str], *, ledger: Ledger | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.env = dict(env)
+        self.cache = SettingsCache(self.env)  # each concern's settings, parsed once
         self.clock = clock
         self._ledger = ledger
         self._context: HandlerContext | None = None
@@ -78,14 +80,13 @@ class Dispatcher:
         """Settings, ledger and adapters, validated and built on first use."""
         with self._lock:
             if self._context is None:
-                settings = CoreSettings.from_mapping(self.env)
+                settings = self.cache.of(CoreSettings.from_mapping)
                 ledger = self._ledger or Ledger(open_store(self.env),
                                                 claim_timeout_s=settings.claim_timeout_s,
                                                 clock=self.clock)
                 self._context = HandlerContext(
-                    env=self.env, settings=settings, ledger=ledger,
-                    adapters=Adapters(self.env, ledger, dry_run=settings.dry_run),
-                    clock=self.clock)
+                    cache=self.cache, settings=settings, ledger=ledger,
+                    adapters=Adapters(self.cache, ledger, settings), clock=self.clock)
             return self._context
 
     def dispatch(self, event: Any, *, function: str) -> DispatchResult:

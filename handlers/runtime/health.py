@@ -1,16 +1,24 @@
-"""The health function's answer: are the settings valid and is the ledger reachable."""
+"""The health function's answer: is every setting of every concern valid, is the ledger reachable."""
 
 from __future__ import annotations
 
 import json
 
 from handlers.errors import AmlEventsError
+from handlers.ledger.settings import LedgerSettings
 from handlers.runtime.dispatch import default_dispatcher
+from handlers.runtime.settings import validate_all
 
 
 def health_response() -> tuple[int, str]:
-    """(HTTP status, JSON body); 503 names what is wrong, never a secret."""
+    """(HTTP status, JSON body); 503 names each invalid setting, never its value or a secret."""
     dispatcher = default_dispatcher()
+    problems = validate_all(dispatcher.cache)
+    if problems:
+        return 503, json.dumps({
+            "status": "unhealthy",
+            "settings": [{"setting": name, "problem": message} for name, message in problems],
+            "error": "; ".join(f"setting {name}: {message}" for name, message in problems)})
     try:
         ctx = dispatcher.context()
         ctx.ledger.entries(limit=1)
@@ -18,6 +26,8 @@ def health_response() -> tuple[int, str]:
         return 503, json.dumps({"status": "unhealthy", "error": str(exc)})
     except Exception as exc:  # noqa: BLE001 - a health probe reports, it does not crash
         return 503, json.dumps({"status": "unhealthy", "error": type(exc).__name__})
-    return 200, json.dumps({"status": "ok", "dry_run": ctx.settings.dry_run,
-                            "ledger": ctx.settings.ledger_backend,
-                            "allowed_topics": len(ctx.settings.allowed_topics)})
+    settings = ctx.settings
+    return 200, json.dumps({"status": "ok", "dry_run": settings.dry_run,
+                            "dry_run_by_concern": dict(settings.dry_run_by_concern),
+                            "ledger": ctx.settings_of(LedgerSettings.from_mapping).backend,
+                            "allowed_topics": len(settings.allowed_topics)})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from handlers.deploy import decide as deploy_decide
+from handlers.deploy import handler as deploy
 from handlers.events.parse import (
     DATASET_DRIFT_DETECTED,
     ML_EVENT_TYPES,
@@ -14,9 +14,9 @@ from handlers.events.parse import (
     RUN_COMPLETED,
     RUN_STATUS_CHANGED,
 )
-from handlers.notify import decide as notify_decide
+from handlers.notify import handler as notify
 from handlers.outcome import ActionResult
-from handlers.retrain import decide as retrain_decide
+from handlers.retrain import handler as retrain
 from handlers.runtime.context import HandlerContext
 
 ON_MODEL_REGISTERED = "on_model_registered"
@@ -32,11 +32,11 @@ FUNCTION_EVENT_TYPES: dict[str, tuple[str, ...]] = {
 }
 
 HANDLERS: dict[str, Callable[[Any, HandlerContext], ActionResult]] = {
-    MODEL_REGISTERED: deploy_decide.handle,
-    DATASET_DRIFT_DETECTED: retrain_decide.handle,
-    RUN_STATUS_CHANGED: notify_decide.handle,
-    RUN_COMPLETED: notify_decide.handle,
-    MODEL_DEPLOYED: notify_decide.handle,
+    MODEL_REGISTERED: deploy.handle,
+    DATASET_DRIFT_DETECTED: retrain.handle,
+    RUN_STATUS_CHANGED: notify.handle,
+    RUN_COMPLETED: notify.handle,
+    MODEL_DEPLOYED: notify.handle,
 }
 
 

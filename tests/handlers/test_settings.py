@@ -5,28 +5,32 @@ from __future__ import annotations
 import pytest
 
 from handlers.errors import SettingError
-from handlers.settings import CoreSettings, SettingsReader
+from handlers.ledger.settings import LedgerSettings
+from handlers.notify.settings import NotifySettings
+from handlers.runtime.settings import CoreSettings
+from handlers.settings import SettingsReader
 
 
 def test_defaults_are_conservative() -> None:
     settings = CoreSettings.from_mapping({})
     assert settings.dry_run is True
     assert settings.allowed_topics == frozenset()
-    assert settings.ledger_backend == "sqlite"
-    assert settings.notify_run_statuses == frozenset({"failed"})
-    assert not settings.notify_run_completed and not settings.notify_model_deployed
+    assert LedgerSettings.from_mapping({}).backend == "sqlite"
+    notify = NotifySettings.from_mapping({})
+    assert notify.run_statuses == frozenset({"failed"})
+    assert not notify.run_completed and not notify.model_deployed
 
 
 def test_every_bad_setting_is_named_at_once() -> None:
     with pytest.raises(SettingError) as caught:
-        CoreSettings.from_mapping({"AMLEVENTS_DRY_RUN": "maybe", "AMLEVENTS_LEDGER": "mongo",
-                                   "AMLEVENTS_DRIFT_THRESHOLD": "2",
+        CoreSettings.from_mapping({"AMLEVENTS_DRY_RUN": "maybe", "AMLEVENTS_DRY_RUN_NOTIFY": "x",
                                    "AMLEVENTS_CLAIM_TIMEOUT_S": "soon"})
     assert caught.value.setting == "AMLEVENTS_DRY_RUN"
     assert {name for name, _ in caught.value.problems} == {
-        "AMLEVENTS_DRY_RUN", "AMLEVENTS_LEDGER", "AMLEVENTS_DRIFT_THRESHOLD",
-        "AMLEVENTS_CLAIM_TIMEOUT_S"}
-    assert "mongo" in str(caught.value)
+        "AMLEVENTS_DRY_RUN", "AMLEVENTS_DRY_RUN_NOTIFY", "AMLEVENTS_CLAIM_TIMEOUT_S"}
+    with pytest.raises(SettingError) as ledger:
+        LedgerSettings.from_mapping({"AMLEVENTS_LEDGER": "mongo"})
+    assert "mongo" in str(ledger.value)
 
 
 def test_lists_split_on_commas_semicolons_newlines() -> None:

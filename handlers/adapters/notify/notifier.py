@@ -14,13 +14,13 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from handlers.errors import PermanentError, RetryableError, SettingError
+from handlers.errors import PermanentError, RetryableError
 from handlers.ledger.ledger import Ledger, utc_iso
 from handlers.notify import storm
-from handlers.notify.decide import NotificationPlan
 from handlers.notify.message import Digest, Message, digest_message, notice_message
-from handlers.notify.settings import ACS_ENDPOINT, OUTBOX_DIR, SMTP_HOST, TEAMS_URL, ChannelSettings
-from handlers.outcome import ActionResult, Outcome, Plan, plan_detail
+from handlers.notify.plan import NotificationPlan
+from handlers.notify.settings import ChannelSettings
+from handlers.outcome import ActionResult, Outcome, plan_detail
 from handlers.runtime.redaction import redact, secret_values
 
 log = logging.getLogger("amlevents.notify")
@@ -59,10 +59,8 @@ class Notifier:
         self.lease_s = lease_s
         self._secrets = secrets
 
-    def apply(self, plan: Plan) -> ActionResult:
+    def notify(self, plan: NotificationPlan) -> ActionResult:
         """Notify on every chosen channel; done, failed, or RetryableError naming each channel."""
-        if not isinstance(plan, NotificationPlan):
-            raise PermanentError(f"the notifier cannot carry out {type(plan).__name__}")
         names = plan.channels if plan.channels is not None else tuple(self.channels)
         earlier = (self.ledger.get_state(event_state_key(plan.event_key)) or {}).get(
             "channels", {})
@@ -229,13 +227,8 @@ def build_channels(settings: ChannelSettings) -> dict[str, Channel]:
     return channels
 
 
-def build_notifier(env: Mapping[str, str], ledger: Ledger) -> Notifier:
-    """The `notify` adapter factory named in handlers.adapters.REAL_ADAPTERS."""
-    settings = ChannelSettings.from_mapping(env)
-    if not settings.enabled:
-        raise SettingError(SMTP_HOST, f"no notification channel is configured: set {SMTP_HOST}, "
-                                      f"{ACS_ENDPOINT}, {TEAMS_URL} (or another channel's "
-                                      f"setting, e.g. {OUTBOX_DIR})")
+def build_notifier(settings: ChannelSettings, env: Mapping[str, str], ledger: Ledger) -> Notifier:
+    """The live Notifier over the configured channels (checked by handlers.adapters first)."""
     return Notifier(build_channels(settings), ledger,
                     storm.StormPolicy(settings.storm_max, settings.storm_window_s),
                     secrets=secret_values(env))

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from handlers.adapters.azure_ml import AzureMlSettings, build_deployer, classify, split_traffic
-from handlers.deploy.decide import DeploymentPlan, decide
+from handlers.deploy.decide import decide
+from handlers.deploy.plan import DeploymentPlan
 from handlers.deploy.policy import DeployPolicy
 from handlers.errors import PermanentError, RetryableError, SettingError
 from handlers.events.parse import ModelRegistered, parse_event
@@ -246,12 +247,13 @@ def test_slow_operation_retries_then_resumes(arm: FakeArm, live: Callable[..., D
 
 def test_adapter_alone_is_idempotent(arm: FakeArm, sample: Sample, tmp_path: Path) -> None:
     arm.ml.add_model(MODEL, "20")
-    deployer = build_deployer({"AMLEVENTS_DEPLOY_SDK_RETRIES": "0"}, None)  # type: ignore[arg-type]
+    env = {"AMLEVENTS_DEPLOY_SDK_RETRIES": "0"}
+    deployer = build_deployer(AzureMlSettings.from_mapping(env), env, None)  # type: ignore[arg-type]
     event_ = parse_event(event(sample, arm))
     assert isinstance(event_, ModelRegistered)
     plan = decide(event_, DeployPolicy())
     assert isinstance(plan, DeploymentPlan)
-    first, second = deployer.apply(plan), deployer.apply(plan)
+    first, second = deployer.deploy(plan), deployer.deploy(plan)
     assert '"deployment_state":"deployed"' in first.detail
     assert '"deployment_state":"already deployed"' in second.detail
     assert len(puts(arm, DEP_PATH)) == 1 and len(puts(arm, EP_PATH)) == 2

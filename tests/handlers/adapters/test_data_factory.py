@@ -14,7 +14,8 @@ from handlers.adapters.data_factory import build_runner, retry_after_s, state_ke
 from handlers.errors import SettingError
 from handlers.events.parse import DatasetDriftDetected, parse_event
 from handlers.outcome import Outcome
-from handlers.retrain.decide import RetrainPlan, decide
+from handlers.retrain.decide import decide
+from handlers.retrain.plan import RetrainPlan
 from handlers.retrain.settings import (
     ARM_ENDPOINT,
     COOLDOWN_S,
@@ -181,10 +182,10 @@ def test_runner_answers_a_replayed_plan_from_ledger_state(
     dispatcher = live()
     event = parse_event(drift(sample))
     assert isinstance(event, DatasetDriftDetected)
-    plan = decide(event, RetrainSettings.from_mapping(dispatcher.env), 0.3)
+    plan = decide(event, RetrainSettings.from_mapping(dispatcher.env))
     assert isinstance(plan, RetrainPlan)
-    runner = build_runner(dispatcher.env, dispatcher.ledger)
-    first, replay = runner.apply(plan), runner.apply(plan)
+    runner = build_runner(RetrainSettings.from_mapping(dispatcher.env), dispatcher.ledger)
+    first, replay = runner.start(plan), runner.start(plan)
     assert replay.outcome is Outcome.DONE
     assert json.loads(replay.detail)["run_id"] == json.loads(first.detail)["run_id"]
     assert len(arm.requests_matching("POST", CREATE)) == 1
@@ -278,11 +279,12 @@ def test_placeholder_plan_is_never_sent(arm: FakeArm, base_env: dict[str, str],
                                         sample: Sample) -> None:
     event = parse_event(drift(sample))
     assert isinstance(event, DatasetDriftDetected)
-    plan = decide(event, RetrainSettings.from_mapping({}), 0.3, dry_run=True)
+    plan = decide(event, RetrainSettings.from_mapping({}), dry_run=True)
     assert isinstance(plan, RetrainPlan) and plan.placeholder
-    runner = build_runner({**base_env, ARM_ENDPOINT: arm.url}, Dispatcher(base_env).ledger)
+    runner = build_runner(RetrainSettings.from_mapping({**base_env, ARM_ENDPOINT: arm.url}),
+                          Dispatcher(base_env).ledger)
     with pytest.raises(SettingError) as caught:
-        runner.apply(plan)
+        runner.start(plan)
     assert caught.value.setting == ROUTES and arm.requests == []
 
 

@@ -2,43 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
 import pytest
 
 from handlers.deploy import decide as dbt
 from handlers.deploy import order as deploy_order
 from handlers.deploy import policy as dp
-from handlers.errors import InvalidEvent, PermanentError, RetryableError
+from handlers.deploy.plan import DeploymentPlan
+from handlers.errors import InvalidEvent
 from handlers.events.parse import ModelRegistered, parse_event
 from handlers.events.workspace import WorkspaceRef
-from handlers.outcome import ActionResult, Outcome, Plan
-from handlers.runtime.context import HandlerContext
-from handlers.runtime.dispatch import Dispatcher
-from handlers.runtime.routing import ON_MODEL_REGISTERED
-
-Sample = Callable[[str], dict[str, Any]]
-OPEN = dp.DeployPolicy(allowed_targets=dp.TARGETS, allowed_computes=("aks-1", "k8s-1"),
-                       max_instance_count=3)
-
-
-def registered(sample: Sample, version: str | int = 20, name: str = "sklearn_regression_model",
-               **tags: str) -> ModelRegistered:
-    """The documented ModelRegistered sample with these tags and version."""
-    raw = sample("model_registered")
-    raw["data"].update(ModelName=name, ModelVersion=version, ModelTags=tags)
-    raw["id"] = f"{name}-{version}"
-    event = parse_event(raw)
-    assert isinstance(event, ModelRegistered)
-    return event
-
-
-def plan_of(event: ModelRegistered, policy: dp.DeployPolicy = OPEN) -> dbt.DeploymentPlan:
-    decision = dbt.decide(event, policy)
-    assert isinstance(decision, dbt.DeploymentPlan), decision
-    return decision
+from handlers.outcome import ActionResult, Outcome
+from tests.handlers.deploy.builders import OPEN, Sample, plan_of, registered
 
 
 def refusal(event: ModelRegistered, policy: dp.DeployPolicy = OPEN) -> str:
@@ -78,7 +54,7 @@ def test_tag_names_are_case_insensitive(sample: Sample) -> None:
 
 def test_every_default(sample: Sample) -> None:
     plan = plan_of(registered(sample, deploy="true"), dp.DeployPolicy())
-    assert plan == dbt.DeploymentPlan(
+    assert plan == DeploymentPlan(
         workspace=WorkspaceRef("{subscription-id}", "{resource-group-name}", "{workspace-name}"),
         model_name="sklearn_regression_model", model_version="20", target="managed",
         endpoint="sklearn-regression-model", deployment="v20", instance_type="Standard_DS3_v2",
@@ -279,135 +255,3 @@ def test_reserve_and_settle(sample: Sample) -> None:
     assert deploy_order.settle(v21, deployed=True)(deployed) is None  # nothing changes
     released = deploy_order.settle(v21, deployed=False)(held)
     assert released == {"model": v21.model_name}
-
-
-# --- handle(): ordering and redelivery through the dispatcher ---------------------------------
-
-@dataclass
-class RecordingDeployer:
-    """A deploy port that records plans (the Azure ML adapter is tested over HTTP elsewhere)."""
-
-    plans: list[dbt.DeploymentPlan] = field(default_factory=list)
-    fail: Exception | None = None
-
-    def apply(self, plan: Plan) -> ActionResult:
-        if self.fail is not None:
-            raise self.fail
-        assert isinstance(plan, dbt.DeploymentPlan)
-        self.plans.append(plan)
-        return ActionResult.done(plan)
-
-
-class PortAdapters:
-    """Adapters with the deploy port filled by a RecordingDeployer (dry-run off)."""
-
-    def __init__(self, deployer: RecordingDeployer) -> None:
-        self.deployer = deployer
-
-    def get(self, concern: str) -> RecordingDeployer:
-        return self.deployer
-
-    def is_dry_run(self, concern: str) -> bool:
-        return False
-
-
-def live_context(dispatcher: Dispatcher, deployer: RecordingDeployer) -> HandlerContext:
-    ctx = dispatcher.context()
-    return replace(ctx, adapters=PortAdapters(deployer))  # type: ignore[arg-type]
-
-
-def test_out_of_order_v21_then_v20_deploys_only_v21(sample: Sample,
-                                                    make_dispatcher: Callable[..., Dispatcher]
-                                                    ) -> None:
-    deployer = RecordingDeployer()
-    ctx = live_context(make_dispatcher(), deployer)
-    assert dbt.handle(registered(sample, 21, deploy="true"), ctx).outcome is Outcome.DONE
-    skipped = dbt.handle(registered(sample, 20, deploy="true"), ctx)
-    assert skipped.outcome is Outcome.SKIPPED
-    assert "version 21 is deployed to endpoint sklearn-regression-model" in skipped.detail
-    assert [p.model_version for p in deployer.plans] == ["21"]
-    # The same version again (another event id) is already there: no second deployment.
-    again = dbt.handle(registered(sample, 21, deploy="true"), ctx)
-    assert again.outcome is Outcome.SKIPPED and "already deployed" in again.detail
-    assert len(deployer.plans) == 1
-
-
-def test_other_endpoints_and_models_are_independent(sample: Sample,
-                                                    make_dispatcher: Callable[..., Dispatcher]
-                                                    ) -> None:
-    deployer = RecordingDeployer()
-    ctx = live_context(make_dispatcher(), deployer)
-    dbt.handle(registered(sample, 21, deploy="true"), ctx)
-    dbt.handle(registered(sample, 20, deploy="true", deploy_endpoint="other-ep"), ctx)
-    dbt.handle(registered(sample, 3, name="another", deploy="true"), ctx)
-    assert [p.model_version for p in deployer.plans] == ["21", "20", "3"]
-
-
-def test_retry_keeps_the_hold_and_failure_releases_it(sample: Sample,
-                                                      make_dispatcher: Callable[..., Dispatcher]
-                                                      ) -> None:
-    deployer = RecordingDeployer(fail=RetryableError("429"))
-    ctx = live_context(make_dispatcher(), deployer)
-    with pytest.raises(RetryableError):
-        dbt.handle(registered(sample, 21, deploy="true"), ctx)
-    deployer.fail = None
-    held = dbt.handle(registered(sample, 20, deploy="true"), ctx)
-    assert held.outcome is Outcome.SKIPPED and "being deployed" in held.detail
-    deployer.fail = PermanentError("400")
-    with pytest.raises(PermanentError):
-        dbt.handle(registered(sample, 21, deploy="true"), ctx)
-    deployer.fail = None
-    assert dbt.handle(registered(sample, 20, deploy="true"), ctx).outcome is Outcome.DONE
-
-
-# Redelivery through the real dispatcher and SDK: tests/handlers/adapters/test_azure_ml.py.
-
-
-def test_dry_run_plans_and_writes_no_state(sample: Sample,
-                                          make_dispatcher: Callable[..., Dispatcher]) -> None:
-    dispatcher = make_dispatcher()
-    raw = sample("model_registered")
-    raw["data"]["ModelTags"] = {"deploy": "true", "deploy_traffic": "25"}
-    result = dispatcher.dispatch(raw, function=ON_MODEL_REGISTERED)
-    assert result.outcome is Outcome.PLANNED
-    assert '"traffic":25' in result.detail and '"deployment":"v20"' in result.detail
-    plan = plan_of(registered(sample, deploy="true"))
-    assert dispatcher.ledger.get_state(deploy_order.order_key(plan)) is None
-
-
-def test_dry_run_still_reports_an_older_version(sample: Sample,
-                                               make_dispatcher: Callable[..., Dispatcher]) -> None:
-    dispatcher = make_dispatcher()
-    plan = plan_of(registered(sample, 21, deploy="true"))
-    dispatcher.ledger.update_state(deploy_order.order_key(plan), deploy_order.settle(plan, deployed=True))
-    raw = sample("model_registered")
-    raw["data"]["ModelTags"] = {"deploy": "true"}
-    result = dispatcher.dispatch(raw, function=ON_MODEL_REGISTERED)
-    assert result.outcome is Outcome.SKIPPED and "version 21 is deployed" in result.detail
-
-
-def test_sample_without_tags_is_skipped_by_default(sample: Sample,
-                                                   make_dispatcher: Callable[..., Dispatcher]
-                                                   ) -> None:
-    result = make_dispatcher().dispatch(sample("model_registered"), function=ON_MODEL_REGISTERED)
-    assert result.outcome is Outcome.SKIPPED
-
-
-def test_refusal_is_recorded_not_retried(sample: Sample,
-                                         make_dispatcher: Callable[..., Dispatcher]) -> None:
-    dispatcher = make_dispatcher()
-    raw = sample("model_registered")
-    raw["data"]["ModelTags"] = {"deploy": "true", "deploy_target": "aks"}
-    result = dispatcher.dispatch(raw, function=ON_MODEL_REGISTERED)
-    assert result.outcome is Outcome.REFUSED and not result.should_retry
-    assert "tag deploy_target" in result.detail
-
-
-def test_bad_policy_setting_is_retried_naming_it(sample: Sample,
-                                                 make_dispatcher: Callable[..., Dispatcher]) -> None:
-    raw = sample("model_registered")
-    raw["data"]["ModelTags"] = {"deploy": "true"}
-    result = make_dispatcher(AMLEVENTS_DEPLOY_MAX_INSTANCE_COUNT="lots").dispatch(
-        raw, function=ON_MODEL_REGISTERED)
-    assert result.outcome is Outcome.RETRY
-    assert "AMLEVENTS_DEPLOY_MAX_INSTANCE_COUNT" in result.detail

@@ -8,24 +8,20 @@ from typing import Any
 
 import pytest
 
-from handlers.adapters import Adapters
 from handlers.errors import SettingError
 from handlers.events.parse import parse_event
-from handlers.ledger.ledger import Ledger, event_key
-from handlers.ledger.sqlite import SqliteLedgerStore
-from handlers.notify.decide import NotificationPlan, decide
+from handlers.ledger.ledger import event_key
+from handlers.notify.decide import decide
+from handlers.notify.plan import NotificationPlan
+from handlers.notify.settings import NotifySettings
 from handlers.outcome import ActionResult, Outcome
-from handlers.runtime.context import HandlerContext
-from handlers.settings import CoreSettings
 
 Sample = Callable[[str], dict[str, Any]]
 
 
-def ctx(**env: str) -> HandlerContext:
-    settings = CoreSettings.from_mapping(env)
-    ledger = Ledger(SqliteLedgerStore(":memory:"))
-    return HandlerContext(env=env, settings=settings, ledger=ledger,
-                          adapters=Adapters(env, ledger, dry_run=True), clock=lambda: 0.0)
+def ctx(**env: str) -> NotifySettings:
+    """The notification settings `decide` reads, from these app settings."""
+    return NotifySettings.from_mapping(env)
 
 
 def run_event(sample: Sample, status: str = "Failed", experiment: str = "hd-sweep",
@@ -97,7 +93,7 @@ RULES = [
 ]
 
 
-def rules_ctx(**env: str) -> HandlerContext:
+def rules_ctx(**env: str) -> NotifySettings:
     return ctx(AMLEVENTS_NOTIFY_RULES=json.dumps(RULES),
                AMLEVENTS_NOTIFY_RUN_STATUSES="failed,canceled", **env)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from handlers.errors import SettingError
-from handlers.notify.settings import ChannelSettings, RoutingSettings, Rule
+from handlers.notify.settings import ChannelSettings, NotifySettings, Rule, channel_problems
 
 
 def test_defaults_enable_nothing() -> None:
@@ -65,7 +65,7 @@ def test_plain_http_is_allowed_to_loopback_only() -> None:
 
 
 def test_rules_parse_with_defaults() -> None:
-    routing = RoutingSettings.from_mapping({"AMLEVENTS_NOTIFY_RULES": """[
+    routing = NotifySettings.from_mapping({"AMLEVENTS_NOTIFY_RULES": """[
         {"name": "sweeps", "experiment": "hd-*", "tags": {"team": "vision"},
          "events": ["runstatuschanged"], "statuses": ["Failed"], "channels": ["teams", "smtp"]},
         {"channels": []}, {}]"""})
@@ -83,20 +83,20 @@ def test_rules_parse_with_defaults() -> None:
     ('[{"tags": ["x"]}]', "tags must be"), ('[{"statuses": "failed"}]', "array of strings")])
 def test_bad_rules_are_explained(rules: str, message: str) -> None:
     with pytest.raises(SettingError, match=message) as info:
-        RoutingSettings.from_mapping({"AMLEVENTS_NOTIFY_RULES": rules})
+        NotifySettings.from_mapping({"AMLEVENTS_NOTIFY_RULES": rules})
     assert info.value.setting == "AMLEVENTS_NOTIFY_RULES"
 
 
 def test_rules_may_only_name_configured_channels() -> None:
-    with pytest.raises(SettingError, match="sweeps: channel.s. teams are not configured"):
-        ChannelSettings.from_mapping({
-            "AMLEVENTS_NOTIFY_OUTBOX_DIR": "/tmp/o",
-            "AMLEVENTS_NOTIFY_RULES": '[{"name": "sweeps", "channels": ["teams"]}]'})
+    env = {"AMLEVENTS_NOTIFY_OUTBOX_DIR": "/tmp/o",
+           "AMLEVENTS_NOTIFY_RULES": '[{"name": "sweeps", "channels": ["teams"]}]'}
+    problems = channel_problems(ChannelSettings.from_mapping(env), NotifySettings.from_mapping(env))
+    assert problems == [("AMLEVENTS_NOTIFY_RULES", "sweeps: channel(s) teams are not configured")]
 
 
 def test_studio_endpoint_for_sovereign_clouds() -> None:
-    routing = RoutingSettings.from_mapping(
+    routing = NotifySettings.from_mapping(
         {"AMLEVENTS_NOTIFY_STUDIO_ENDPOINT": "https://ml.azure.us/"})
     assert routing.studio_endpoint == "https://ml.azure.us"
     with pytest.raises(SettingError):
-        RoutingSettings.from_mapping({"AMLEVENTS_NOTIFY_STUDIO_ENDPOINT": "ml.azure.us"})
+        NotifySettings.from_mapping({"AMLEVENTS_NOTIFY_STUDIO_ENDPOINT": "ml.azure.us"})

@@ -8,7 +8,8 @@ from typing import Any
 
 from handlers.events import parse as ev
 from handlers.outcome import ActionResult, Outcome
-from handlers.retrain.decide import RetrainPlan, decide, request_id_for
+from handlers.retrain.decide import decide, request_id_for
+from handlers.retrain.plan import RetrainPlan
 from handlers.retrain.settings import (
     DEFAULT_TARGET,
     MONITOR_THRESHOLDS,
@@ -38,7 +39,7 @@ def settings(**env: str) -> RetrainSettings:
 
 
 def test_below_threshold_is_skipped_naming_coefficient_and_threshold(sample: Sample) -> None:
-    result = decide(drift_event(sample, DriftCoefficient=0.25), settings(), 0.3)
+    result = decide(drift_event(sample, DriftCoefficient=0.25), settings())
     assert isinstance(result, ActionResult)
     assert result.outcome is Outcome.SKIPPED
     assert "0.2500" in result.detail and "0.3000" in result.detail
@@ -47,23 +48,23 @@ def test_below_threshold_is_skipped_naming_coefficient_and_threshold(sample: Sam
 def test_per_monitor_threshold_overrides_the_core_one(sample: Sample) -> None:
     strict = settings(**{MONITOR_THRESHOLDS: json.dumps({"myDriftMonitor": 0.9}),
                          DEFAULT_TARGET: json.dumps(TARGET)})
-    result = decide(drift_event(sample), strict, 0.3)
+    result = decide(drift_event(sample), strict)
     assert isinstance(result, ActionResult) and "0.9000" in result.detail
     lenient = settings(**{MONITOR_THRESHOLDS: json.dumps({"myDriftMonitor": 0.1}),
                           DEFAULT_TARGET: json.dumps(TARGET)})
-    plan = decide(drift_event(sample, DriftCoefficient=0.2), lenient, 0.3)
+    plan = decide(drift_event(sample, DriftCoefficient=0.2), lenient)
     assert isinstance(plan, RetrainPlan) and plan.threshold == 0.1
 
 
 def test_coefficient_equal_to_threshold_retrains(sample: Sample) -> None:
     plan = decide(drift_event(sample, DriftCoefficient=0.3),
-                  settings(**{DEFAULT_TARGET: json.dumps(TARGET)}), 0.3)
+                  settings(**{DEFAULT_TARGET: json.dumps(TARGET)}))
     assert isinstance(plan, RetrainPlan)
 
 
 def test_routed_monitor_gets_its_target_and_parameters(sample: Sample) -> None:
     event = drift_event(sample)
-    plan = decide(event, settings(**{ROUTES: json.dumps({"myDriftMonitor": TARGET})}), 0.3)
+    plan = decide(event, settings(**{ROUTES: json.dumps({"myDriftMonitor": TARGET})}))
     assert isinstance(plan, RetrainPlan)
     assert plan.target.as_dict() == TARGET
     assert plan.parameters == {
@@ -91,7 +92,7 @@ def test_renamed_and_dropped_parameters(sample: Sample) -> None:
     renamed = settings(**{DEFAULT_TARGET: json.dumps(TARGET), PARAMETER_NAMES: json.dumps(
         {"monitorName": "monitor", "windowStart": None, "windowEnd": None,
          "requestId": "reqId"})})
-    plan = decide(drift_event(sample), renamed, 0.3)
+    plan = decide(drift_event(sample), renamed)
     assert isinstance(plan, RetrainPlan)
     assert plan.parameters["monitor"] == "myDriftMonitor"
     assert "windowStart" not in plan.parameters and "monitorName" not in plan.parameters
@@ -101,7 +102,7 @@ def test_renamed_and_dropped_parameters(sample: Sample) -> None:
 def test_unrouted_monitor_is_skipped_with_a_clear_reason(sample: Sample) -> None:
     routed_elsewhere = settings(**{ROUTES: json.dumps({"otherMonitor": TARGET})})
     for dry_run in (False, True):
-        result = decide(drift_event(sample), routed_elsewhere, 0.3, dry_run=dry_run)
+        result = decide(drift_event(sample), routed_elsewhere, dry_run=dry_run)
         assert isinstance(result, ActionResult) and result.outcome is Outcome.SKIPPED
         assert "myDriftMonitor" in result.detail and ROUTES in result.detail
 
@@ -109,16 +110,16 @@ def test_unrouted_monitor_is_skipped_with_a_clear_reason(sample: Sample) -> None
 def test_monitor_routed_to_none_is_skipped_even_with_a_default(sample: Sample) -> None:
     off = settings(**{ROUTES: json.dumps({"myDriftMonitor": None}),
                       DEFAULT_TARGET: json.dumps(TARGET)})
-    result = decide(drift_event(sample), off, 0.3)
+    result = decide(drift_event(sample), off)
     assert isinstance(result, ActionResult) and result.outcome is Outcome.SKIPPED
 
 
 def test_no_settings_and_dry_run_uses_the_placeholder(sample: Sample) -> None:
-    plan = decide(drift_event(sample), settings(), 0.3, dry_run=True)
+    plan = decide(drift_event(sample), settings(), dry_run=True)
     assert isinstance(plan, RetrainPlan) and plan.placeholder
     assert plan.target == PLACEHOLDER_TARGET
     assert PLACEHOLDER_TARGET.pipeline in plan.summary() and DEFAULT_TARGET in plan.summary()
-    real = decide(drift_event(sample), settings(), 0.3, dry_run=False)
+    real = decide(drift_event(sample), settings(), dry_run=False)
     assert isinstance(real, ActionResult) and real.outcome is Outcome.SKIPPED
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from handlers.notify import decide as run_alerts
+from handlers.notify.handler import flush_digests
 from handlers.outcome import Outcome
 from handlers.runtime.dispatch import Dispatcher
 from handlers.runtime.routing import ON_RUN_STATUS
@@ -37,6 +37,12 @@ class Clock:
     def __call__(self) -> float:
         return self.now
 
+
+
+@pytest.fixture
+def base_env(base_env: dict[str, str]) -> dict[str, str]:
+    """The shared settings without the outbox: each test here names the channels it wants."""
+    return {**base_env, "AMLEVENTS_NOTIFY_OUTBOX_DIR": ""}
 
 @dataclass
 class Sinks:
@@ -198,9 +204,9 @@ def test_storm_of_10000_failed_runs(make_dispatcher: Callable[..., Dispatcher],
             clock.now += 0.05
         # WHEN the last window closes and the timer flushes
         clock.now += 61
-        flushed = run_alerts.flush_digests(dispatcher.context())
+        flushed = flush_digests(dispatcher.context())
         collect()
-    assert len(flushed) == 2 and run_alerts.flush_digests(dispatcher.context()) == []
+    assert len(flushed) == 2 and flush_digests(dispatcher.context()) == []
     # THEN every event is in the ledger, marked sent or digested on each channel
     entries = dispatcher.ledger.entries()
     assert len(entries) == STORM_EVENTS
@@ -277,10 +283,10 @@ def test_the_timer_flushes_a_closed_window_once(make_dispatcher: Callable[..., D
     dispatcher = storm_dispatcher(make_dispatcher, clock, AMLEVENTS_NOTIFY_OUTBOX_DIR=str(outbox))
     for n in range(5):
         dispatcher.dispatch(failed_run(sample, n), function=ON_RUN_STATUS)
-    assert run_alerts.flush_digests(dispatcher.context()) == []  # window still open
+    assert flush_digests(dispatcher.context()) == []  # window still open
     clock.now += 60
-    assert run_alerts.flush_digests(dispatcher.context()) == ["outbox: (digest of 2 sent first)"]
-    assert run_alerts.flush_digests(dispatcher.context()) == []
+    assert flush_digests(dispatcher.context()) == ["outbox: (digest of 2 sent first)"]
+    assert flush_digests(dispatcher.context()) == []
     digests = sorted(outbox.glob("digest-*.json"))
     assert len(digests) == 1 and len(list(outbox.glob("notification-*.json"))) == 3
     assert "and 2 more failed runs in experiment sweep-a" in \
@@ -300,7 +306,7 @@ def test_a_digest_that_fails_is_kept_and_sent_later(make_dispatcher: Callable[..
         result = dispatcher.dispatch(failed_run(sample, 10), function=ON_RUN_STATUS)
         assert result.outcome is Outcome.DONE
         assert "digest of 1 kept for later" in channel_results(dispatcher, "evt-10")["webhook"]
-        assert run_alerts.flush_digests(dispatcher.context()) == [
+        assert flush_digests(dispatcher.context()) == [
             "webhook: (digest of 1 sent first)"]
     assert [p["kind"] for p in webhook.payloads()] == ["notification"] * 4 + ["digest"]
 
@@ -313,7 +319,7 @@ def test_dry_run_sends_nothing(make_dispatcher: Callable[..., Dispatcher], sinks
     assert result.outcome is Outcome.PLANNED
     assert json.loads(result.detail)["channels"] == "all"
     assert sinks.counts() == {"smtp": 0, "acs": 0, "teams": 0, "slack": 0, "webhook": 0}
-    assert run_alerts.flush_digests(dispatcher.context()) == []
+    assert flush_digests(dispatcher.context()) == []
 
 
 def test_a_rule_picks_the_channels(make_dispatcher: Callable[..., Dispatcher], sinks: Sinks,
@@ -368,7 +374,7 @@ def test_racing_instances_share_one_storm_budget(make_dispatcher: Callable[..., 
         for thread in threads:
             thread.join()
         clock.now += 60
-        run_alerts.flush_digests(dispatcher.context())
+        flush_digests(dispatcher.context())
     # THEN exactly 3 messages went out, and the digest stands for the other 397
     kinds = [p["kind"] for p in webhook.payloads()]
     assert kinds == ["notification"] * 3 + ["digest"]

@@ -1,0 +1,46 @@
+"""Settings of the ledger: which store, and where the embedded SQLite file lives.
+
+The default SQLite path must be writable wherever the app runs. Locally it is `.amlevents/` under
+the working folder; in Azure (WEBSITE_INSTANCE_ID is set) the app folder is read-only when it
+runs from a package, so the default is the instance's temp folder. That file is per instance:
+a scaled-out app shares one ledger only with AMLEVENTS_LEDGER=table (docs/ledger.md).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from handlers.settings import SettingsReader
+
+LEDGER_BACKEND = "AMLEVENTS_LEDGER"
+LEDGER_PATH = "AMLEVENTS_LEDGER_PATH"
+LOCAL_LEDGER_PATH = ".amlevents/ledger.sqlite3"
+AZURE_INSTANCE = "WEBSITE_INSTANCE_ID"  # set by App Service / Azure Functions on every instance
+
+
+def default_ledger_path(env: Mapping[str, str]) -> str:
+    """Where the SQLite ledger goes when AMLEVENTS_LEDGER_PATH is not set."""
+    if env.get(AZURE_INSTANCE):
+        return os.path.join(tempfile.gettempdir(), "amlevents", "ledger.sqlite3")
+    return LOCAL_LEDGER_PATH
+
+
+@dataclass(frozen=True)
+class LedgerSettings:
+    """The ledger's own settings, read apart from the others so a bad setting elsewhere still
+    lets a received event be recorded (as `retry`)."""
+
+    backend: str
+    path: str
+
+    @classmethod
+    def from_mapping(cls, env: Mapping[str, str]) -> LedgerSettings:
+        """Build and validate from a mapping such as os.environ."""
+        reader = SettingsReader(env)
+        settings = cls(backend=reader.choice(LEDGER_BACKEND, ("sqlite", "table"), "sqlite"),
+                       path=reader.text(LEDGER_PATH, default_ledger_path(env)))
+        reader.raise_if_invalid()
+        return settings
