@@ -87,7 +87,7 @@ class Adapters:
         if self.is_dry_run("retrain"):
             from handlers.adapters.dry_run import DryRunRetrainRunner
 
-            return DryRunRetrainRunner()
+            return DryRunRetrainRunner(self.ledger, live)
         from handlers.adapters.data_factory import build_runner
 
         return build_runner(live, self.ledger)

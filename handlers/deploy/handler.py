@@ -10,21 +10,30 @@ from handlers.events.parse import ModelRegistered
 from handlers.outcome import ActionResult, Outcome
 from handlers.runtime.context import HandlerContext
 
+_HOLDING = frozenset({Outcome.DONE, Outcome.PLANNED})
+
 
 def handle(event: ModelRegistered, ctx: HandlerContext) -> ActionResult:
-    """Decide, keep versions in order per endpoint, then deploy through the adapter."""
+    """Decide, keep versions in order per endpoint, then deploy through the port.
+
+    A dry run follows the same path with its own ordering state (a rehearsal), so it skips
+    exactly what the live run would skip, and going live later starts from the live state.
+    """
     policy = ctx.settings_of(DeployPolicy.from_mapping)
     decision = decide(event, policy)
     if isinstance(decision, ActionResult):
         return decision
-    plan, key, now = decision, order_key(decision), ctx.clock()
-    if ctx.adapters.is_dry_run("deploy"):
-        # A dry run touches nothing, ledger state included; it still reports what would skip.
-        reason = why_not_newer(ctx.ledger.get_state(key), plan, now)
-        return ActionResult.skipped(reason) if reason else ctx.adapters.deployer().deploy(plan)
+    plan, now = decision, ctx.clock()
+    rehearsal = ctx.adapters.is_dry_run("deploy")
+    key = order_key(plan, rehearsal=rehearsal)
+    if rehearsal:
+        # What is really deployed counts in a rehearsal too; it never writes the live state.
+        reason = why_not_newer(ctx.ledger.get_state(order_key(plan)), plan, now)
+        if reason:
+            return ActionResult.skipped(reason)
     # Whether or not the hold was written, the stored state now says why we may not deploy.
     reason = why_not_newer(ctx.ledger.update_state(key, reserve(plan, now, policy.order_hold_s)),
-                    plan, now)
+                           plan, now)
     if reason:
         return ActionResult.skipped(reason)
     try:
@@ -34,5 +43,6 @@ def handle(event: ModelRegistered, ctx: HandlerContext) -> ActionResult:
     except (PermanentError, PolicyRefused, SettingError):
         ctx.ledger.update_state(key, settle(plan, deployed=False))
         raise
-    ctx.ledger.update_state(key, settle(plan, deployed=result.outcome is Outcome.DONE))
+    # A planned version holds its endpoint in the rehearsal exactly as a deployed one does live.
+    ctx.ledger.update_state(key, settle(plan, deployed=result.outcome in _HOLDING))
     return result

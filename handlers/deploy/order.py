@@ -23,11 +23,15 @@ def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts)
 
 
-def order_key(plan: DeploymentPlan) -> str:
-    """The ledger state key for one model on one endpoint (table-key safe: no '/')."""
+def order_key(plan: DeploymentPlan, *, rehearsal: bool = False) -> str:
+    """The ledger state key for one model on one endpoint (table-key safe: no '/').
+
+    A dry run (rehearsal) keeps its own state, so its planned versions never block the live run.
+    """
     material = f"{plan.workspace.resource_id.lower()}|{plan.endpoint.lower()}|{plan.model_name}"
     digest = hashlib.sha256(material.encode("utf-8")).hexdigest()[:24]
-    return f"deploy-order:{plan.endpoint.lower()}:{digest}"
+    prefix = "deploy-order-rehearsal" if rehearsal else "deploy-order"
+    return f"{prefix}:{plan.endpoint.lower()}:{digest}"
 
 
 def why_not_newer(state: Mapping[str, Any] | None, plan: DeploymentPlan, now: float) -> str:

@@ -13,7 +13,8 @@ from handlers.runtime.settings import validate_all
 def health_response() -> tuple[int, str]:
     """(HTTP status, JSON body); 503 names each invalid setting, never its value or a secret."""
     dispatcher = default_dispatcher()
-    problems = validate_all(dispatcher.cache)
+    problems = [(name, _without_value(message, dispatcher.env.get(name, "")))
+                for name, message in validate_all(dispatcher.cache)]
     if problems:
         return 503, json.dumps({
             "status": "unhealthy",
@@ -31,3 +32,13 @@ def health_response() -> tuple[int, str]:
                             "dry_run_by_concern": dict(settings.dry_run_by_concern),
                             "ledger": ctx.settings_of(LedgerSettings.from_mapping).backend,
                             "allowed_topics": len(settings.allowed_topics)})
+
+
+def _without_value(message: str, value: str) -> str:
+    """The problem without the setting's value: health is anonymous, values may be secrets."""
+    value = value.strip()
+    if not value:
+        return message
+    for shown in (repr(value), value):
+        message = message.replace(f"got {shown}", "got another value")
+    return message.replace(value, "…") if len(value) >= 6 else message

@@ -86,7 +86,7 @@ def test_retry_keeps_the_hold_and_failure_releases_it(sample: Sample,
 # Redelivery through the real dispatcher and SDK: tests/handlers/adapters/test_azure_ml.py.
 
 
-def test_dry_run_plans_and_writes_no_state(sample: Sample,
+def test_dry_run_plans_and_writes_no_live_state(sample: Sample,
                                           make_dispatcher: Callable[..., Dispatcher]) -> None:
     dispatcher = make_dispatcher()
     raw = sample("model_registered")
@@ -134,3 +134,27 @@ def test_bad_policy_setting_is_retried_naming_it(sample: Sample,
         raw, function=ON_MODEL_REGISTERED)
     assert result.outcome is Outcome.RETRY
     assert "AMLEVENTS_DEPLOY_MAX_INSTANCE_COUNT" in result.detail
+
+
+def test_dry_run_rehearses_ordering_like_the_live_run(sample: Sample,
+                                                      make_dispatcher: Callable[..., Dispatcher]
+                                                      ) -> None:
+    # Reported: v31 planned, then v30 planned again (v30 over v31), where live skips v30.
+    ctx = make_dispatcher().context()
+    assert handle(registered(sample, 31, deploy="true"), ctx).outcome is Outcome.PLANNED
+    older = handle(registered(sample, 30, deploy="true"), ctx)
+    assert older.outcome is Outcome.SKIPPED and "version 31 is deployed" in older.detail
+    again = handle(registered(sample, 31, deploy="true"), ctx)
+    assert again.outcome is Outcome.SKIPPED and "already deployed" in again.detail
+
+
+def test_rehearsal_state_never_reaches_the_live_run(sample: Sample,
+                                                    make_dispatcher: Callable[..., Dispatcher]
+                                                    ) -> None:
+    dispatcher = make_dispatcher()
+    rehearsal = dispatcher.context()
+    assert handle(registered(sample, 31, deploy="true"), rehearsal).outcome is Outcome.PLANNED
+    deployer = RecordingDeployer()
+    live = live_context(dispatcher, deployer)  # same ledger, deploy now live
+    assert handle(registered(sample, 31, deploy="true"), live).outcome is Outcome.DONE
+    assert [p.model_version for p in deployer.plans] == ["31"]

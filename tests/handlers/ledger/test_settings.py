@@ -1,0 +1,45 @@
+"""The ledger's default path is writable wherever the app runs, or the failure names the setting."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from handlers.errors import SettingError
+from handlers.ledger.settings import LOCAL_LEDGER_PATH, LedgerSettings
+from handlers.ledger.sqlite import SqliteLedgerStore
+
+
+def test_local_default_is_under_the_working_folder() -> None:
+    assert LedgerSettings.from_mapping({}).path == LOCAL_LEDGER_PATH
+
+
+def test_in_azure_the_default_is_the_instance_temp_folder() -> None:
+    # Run from a package, the app folder is read-only; WEBSITE_INSTANCE_ID marks an Azure instance.
+    path = LedgerSettings.from_mapping({"WEBSITE_INSTANCE_ID": "abc123"}).path
+    assert path == os.path.join(tempfile.gettempdir(), "amlevents", "ledger.sqlite3")
+
+
+def test_an_explicit_path_wins() -> None:
+    env = {"WEBSITE_INSTANCE_ID": "abc123", "AMLEVENTS_LEDGER_PATH": "/data/l.sqlite3"}
+    assert LedgerSettings.from_mapping(env).path == "/data/l.sqlite3"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_folder_names_the_setting(tmp_path: Path) -> None:
+    app = tmp_path / "wwwroot"
+    app.mkdir()
+    app.chmod(0o555)
+    with pytest.raises(SettingError) as caught:
+        SqliteLedgerStore(str(app / ".amlevents" / "ledger.sqlite3"))
+    assert caught.value.setting == "AMLEVENTS_LEDGER_PATH"
+
+
+def test_a_path_under_a_file_names_the_setting(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SettingError) as caught:
+        SqliteLedgerStore(str(tmp_path / "file" / "ledger.sqlite3"))
+    assert caught.value.setting == "AMLEVENTS_LEDGER_PATH"

@@ -1,0 +1,80 @@
+"""/api/health: 503 naming each invalid setting of every concern (never its value), else 200.
+
+Driven through the Functions `health` function itself (function_app.health), as the host calls it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+import function_app
+
+SECRET = "sig=TOPSECRET-9f8e7d"
+
+# One broken setting per concern, as an operator might write it.
+BROKEN = [
+    ("AMLEVENTS_ALLOWED_TOPICS", None, "AMLEVENTS_DRY_RUN", "maybe"),
+    ("ledger", None, "AMLEVENTS_LEDGER", "mongo"),
+    ("deploy policy", None, "AMLEVENTS_DEPLOY_MAX_INSTANCE_COUNT", "many"),
+    ("deploy adapter", None, "AMLEVENTS_DEPLOY_WAIT_S", "abc"),
+    ("retrain", None, "AMLEVENTS_RETRAIN_ROUTES", "{not json"),
+    ("drift threshold", None, "AMLEVENTS_DRIFT_THRESHOLD", "2"),
+    ("notify decide", None, "AMLEVENTS_NOTIFY_RULES", "[1]"),
+    ("notify channel", None, "AMLEVENTS_NOTIFY_SMTP_PORT", "abc"),
+    ("notify storm", None, "AMLEVENTS_NOTIFY_STORM_MAX", "0"),
+    ("notify url", None, "AMLEVENTS_NOTIFY_TEAMS_URL", f"http://example.com/hook?{SECRET}"),
+]
+
+
+def call_health() -> tuple[int, dict[str, Any]]:
+    request = func.HttpRequest(method="GET", url="/api/health", body=b"", headers={})
+    response = function_app.health(request)
+    return response.status_code, json.loads(response.get_body())
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, base_env: dict[str, str]) -> pytest.MonkeyPatch:
+    for name, value in base_env.items():
+        monkeypatch.setenv(name, value)
+    return monkeypatch
+
+
+def test_healthy_when_every_setting_is_valid(env: pytest.MonkeyPatch) -> None:
+    status, body = call_health()
+    assert status == 200 and body["status"] == "ok" and body["ledger"] == "sqlite"
+
+
+@pytest.mark.parametrize(("concern", "_", "setting", "value"), BROKEN, ids=[b[0] for b in BROKEN])
+def test_each_concerns_bad_setting_is_named(env: pytest.MonkeyPatch, concern: str, _: None,
+                                            setting: str, value: str) -> None:
+    env.setenv(setting, value)
+    status, body = call_health()
+    assert status == 503 and body["status"] == "unhealthy"
+    assert [p["setting"] for p in body["settings"]] == [setting]
+    assert f"got {value}" not in json.dumps(body) and f"got '{value}'" not in json.dumps(body)
+    assert len(value) < 6 or value not in json.dumps(body)  # the value is never echoed
+    assert SECRET not in json.dumps(body)
+
+
+def test_every_problem_is_listed_at_once(env: pytest.MonkeyPatch) -> None:
+    env.setenv("AMLEVENTS_RETRAIN_ROUTES", "{not json")
+    env.setenv("AMLEVENTS_DEPLOY_MAX_INSTANCE_COUNT", "many")
+    env.setenv("AMLEVENTS_NOTIFY_OUTBOX_DIR", "")
+    status, body = call_health()
+    assert status == 503
+    assert {p["setting"] for p in body["settings"]} == {
+        "AMLEVENTS_RETRAIN_ROUTES", "AMLEVENTS_DEPLOY_MAX_INSTANCE_COUNT",
+        "AMLEVENTS_NOTIFY_SMTP_HOST"}  # no notification channel at all
+
+
+def test_an_unwritable_default_ledger_fails_loudly_naming_the_setting(
+        env: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    env.setenv("AMLEVENTS_LEDGER_PATH", str(blocked / "ledger.sqlite3"))
+    status, body = call_health()
+    assert status == 503 and "AMLEVENTS_LEDGER_PATH" in body["error"]
