@@ -45,8 +45,8 @@ def body_key(raw: bytes) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LedgerEntry:
-    """One row of the ledger: one event (by key) and what became of it."""
+class EventFacts:
+    """What the ledger records about an event before anything is known of its outcome."""
 
     key: str
     event_id: str
@@ -54,6 +54,12 @@ class LedgerEntry:
     subject: str
     topic: str
     function: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class LedgerEntry(EventFacts):
+    """One row of the ledger: the event's facts (by key) and what became of it."""
+
     received_at: str
     updated_at: str
     outcome: Outcome
@@ -122,18 +128,6 @@ class Claim:
 
     status: str
     entry: LedgerEntry
-
-
-@dataclass(frozen=True, kw_only=True)
-class EventFacts:
-    """What the ledger records about an event before anything is known of its outcome."""
-
-    key: str
-    event_id: str
-    event_type: str
-    subject: str
-    topic: str
-    function: str
 
 
 class Ledger:
