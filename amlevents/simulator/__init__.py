@@ -5,8 +5,11 @@ Wiring (the local host does this for `amlevents serve`)::
     subscriptions = load_subscriptions("infra/subscriptions.json", known_functions=names)
     journal = Journal(".amlevents/journal.jsonl")
     engine = DeliveryEngine("http://127.0.0.1:7071", journal=journal,
+                            endpoint_type="AzureFunction",
                             dead_letters=FolderDeadLetterWriter(".amlevents/deadletters"))
-    topic = EventGridTopic(subscriptions, engine, journal, topic_id=workspace_id)
+    # Creates the subscriptions (a WebHook engine validates each endpoint here, once).
+    topic = EventGridTopic(subscriptions, engine, journal, topic_id=workspace_id,
+                           input_schema="EventGridSchema")
     endpoint = PublishEndpoint(topic, keys=[topic_key])
     engine.start()
     ...  # serve: endpoint.handle(method, target, headers, body) -> PublishResponse
@@ -31,6 +34,7 @@ from amlevents.simulator.subscriptions import (
     RetryPolicy,
     Subscription,
     SubscriptionsError,
+    SubscriptionValidationError,
     load_subscriptions,
     parse_subscriptions,
 )
@@ -67,6 +71,7 @@ __all__ = [
     "RetryPolicy",
     "Routing",
     "Subscription",
+    "SubscriptionValidationError",
     "SubscriptionsError",
     "Transport",
     "evaluate",

@@ -1,7 +1,8 @@
 """Dead letters to Azure Blob Storage (or Azurite), as Event Grid writes them.
 
 Event Grid dead-letters to a storage container, one JSON array per blob, named
-`{TOPIC}/{SUBSCRIPTION}/{yyyy}/{mm}/{dd}/{hh}/{guid}.json` (see journal.py); this writer stores
+`{TOPIC}/{SUBSCRIPTION}/{year}/{month}/{day}/{hour}/{guid}.json`, not zero-padded (see
+journal.py); this writer stores
 exactly what `FolderDeadLetterWriter` writes, in a blob instead of a file.
 https://learn.microsoft.com/azure/event-grid/manage-event-delivery
 azure-storage-blob is imported when the writer is built, never at import.
@@ -9,11 +10,11 @@ azure-storage-blob is imported when the writer is built, never at import.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from amlevents.simulator import jsonnum
 from handlers.ledger.table import DEV_CONNECTION_STRING
 
 # Azurite's development account (`UseDevelopmentStorage=true`) as the ledger spells it, with the
@@ -59,7 +60,7 @@ class BlobDeadLetterWriter:
         from azure.core.exceptions import AzureError
         from azure.storage.blob import ContentSettings
 
-        data = json.dumps(list(records), indent=2).encode("utf-8")
+        data = jsonnum.dumps(list(records), indent=2).encode("utf-8")
         try:
             self._ensure_container(container)
             self._service.get_blob_client(container, blob_name).upload_blob(

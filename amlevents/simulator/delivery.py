@@ -4,9 +4,12 @@ Follows https://learn.microsoft.com/azure/event-grid/delivery-and-retry:
 
 - Target: `{host}/runtime/webhooks/EventGrid?functionName={function}` (`&code=` when keyed); the
   body and headers are built by delivery_format.py.
-- Once per endpoint before the first delivery: the handshake (handshake.py). A failed handshake
-  counts as a failed attempt.
+- Subscriptions are created first (`create_subscriptions`): a WebHook endpoint is validated then,
+  once (handshake.py); a failed validation means no subscription. AzureFunction destinations
+  are not validated. Deliveries never repeat the handshake.
 - Success is 200-204 only; which answers are retried, and after how long, is delivery_policy.py.
+  An answer that is never retried is dead-lettered at once as
+  UndeliverableDueToProbationCausedByClientError (journal.py).
 - maxDeliveryAttempts ends retries; the time-to-live is checked only at the next scheduled
   attempt, as documented. `time_scale` (e.g. 0.001) compresses every wait; the dead-letter
   record's times are simulated times (publish time + scaled-up elapsed time).
@@ -35,7 +38,11 @@ from amlevents.simulator.delivery_policy import (
 )
 from amlevents.simulator.handshake import options_handshake, validation_handshake
 from amlevents.simulator.journal import DeadLetterInfo, DeadLetterWriter, Journal, JournalEntry
-from amlevents.simulator.subscription_model import CLOUD_EVENT_SCHEMA, Subscription
+from amlevents.simulator.subscription_model import (
+    CLOUD_EVENT_SCHEMA,
+    Subscription,
+    SubscriptionValidationError,
+)
 from amlevents.simulator.transport import DeliveryNetworkError, HttpClientTransport, Transport
 
 # Re-exported: imported from here by the package, the topic and the tests.
@@ -87,8 +94,8 @@ class DeliveryEngine:
         self._stopping = False
         self._threads: list[threading.Thread] = []
         self._cond = threading.Condition()
-        self._validated: set[str] = set()
-        self._validation_lock = threading.Lock()
+        self._created: dict[str, Subscription] = {}  # by lower-case name, as ARM names compare
+        self._created_lock = threading.Lock()
 
     def endpoint_url(self, subscription: Subscription) -> str:
         """The function's Event Grid webhook URL on the host."""
@@ -107,8 +114,53 @@ class DeliveryEngine:
             self._threads.append(thread)
         return self
 
+    def create_subscriptions(self, subscriptions: Sequence[Subscription]) -> None:
+        """Create the subscriptions, validating each WebHook endpoint once, as Event Grid does.
+
+        AzureFunction destinations are not validated. A subscription whose validation fails is not
+        created (the others are); SubscriptionValidationError lists each failure. Creating the
+        same subscription again is a no-op; a changed one is validated again (an update).
+        """
+        failures: list[str] = []
+        for subscription in subscriptions:
+            key = subscription.name.lower()
+            with self._created_lock:
+                if self._created.get(key) == subscription:
+                    continue
+            problem = self._validation_problem(subscription)
+            if problem:
+                failures.append(f"subscription {subscription.name!r}: the attempt to validate "
+                                f"the endpoint failed: {problem}")
+                continue
+            with self._created_lock:
+                self._created[key] = subscription
+        if failures:
+            raise SubscriptionValidationError("event subscription creation", failures)
+
+    def _validation_problem(self, subscription: Subscription) -> str:
+        if self.endpoint_type != "WebHook":
+            return ""  # Azure Functions with an Event Grid trigger: validated by Azure itself
+        url = self.endpoint_url(subscription)
+        if subscription.event_delivery_schema == CLOUD_EVENT_SCHEMA:
+            problem = options_handshake(self._transport, url, self.response_timeout_s)
+        else:
+            problem = validation_handshake(self._transport, subscription, url,
+                                           topic_id=self.topic_id, now=self._now,
+                                           timeout_s=self.response_timeout_s)
+        if problem:
+            log.warning("validation of %s failed: %s", subscription.name, problem)
+        return problem
+
     def submit(self, subscription: Subscription, events: Sequence[Mapping[str, Any]]) -> None:
-        """Queue one batch (events already in the delivery schema) for immediate delivery."""
+        """Queue one batch (events already in the delivery schema) for immediate delivery.
+
+        ValueError for a subscription that was not created (or failed its validation).
+        """
+        with self._created_lock:
+            created = self._created.get(subscription.name.lower()) == subscription
+        if not created:
+            raise ValueError(f"subscription {subscription.name!r} was not created: "
+                             "create_subscriptions() first (a WebHook must pass validation)")
         job = _Job(subscription, tuple(dict(e) for e in events), self._now(), time.monotonic())
         with self._cond:
             stopped = self._stopping
@@ -198,9 +250,6 @@ class DeliveryEngine:
     def _attempt(self, job: _Job) -> Attempt:
         url = self.endpoint_url(job.subscription)
         try:
-            failed = self._ensure_validated(job.subscription, url)
-            if failed is not None:
-                return failed
             headers, body = notification(job.subscription, job.events, job.attempts)
             result = self._transport.request("POST", url, headers, body, self.response_timeout_s)
         except DeliveryNetworkError as exc:
@@ -209,20 +258,6 @@ class DeliveryEngine:
         delivered = 200 <= result.status <= 204
         return Attempt(delivered, result.status, "Delivered" if delivered
                        else outcome_for(result.status))
-
-    def _ensure_validated(self, subscription: Subscription, url: str) -> Attempt | None:
-        cloud = subscription.event_delivery_schema == CLOUD_EVENT_SCHEMA
-        cache_key = f"{'cloud' if cloud else 'eventgrid'} {url}"
-        with self._validation_lock:
-            if cache_key in self._validated:
-                return None
-            failed = (options_handshake(self._transport, url, self.response_timeout_s) if cloud
-                      else validation_handshake(self._transport, subscription, url,
-                                                topic_id=self.topic_id, now=self._now,
-                                                timeout_s=self.response_timeout_s))
-            if failed is None:
-                self._validated.add(cache_key)
-            return failed
 
     def _dead_letter(self, job: _Job, reason: str) -> None:
         subscription = job.subscription

@@ -7,6 +7,7 @@ problem goes to the subscription's report, naming the filter field.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from amlevents.simulator.filters import (
@@ -156,4 +157,5 @@ def _item_problem(operator: str, item: Any) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    # Decimal: how the subscriptions file's non-integer numbers are read (exact, as Event Grid).
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)

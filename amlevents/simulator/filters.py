@@ -9,7 +9,8 @@ Follows https://learn.microsoft.com/azure/event-grid/event-filtering:
 - Advanced filters are ANDed; the values of one filter are ORed; the Not-operators
   (`...NotIn`, `StringNot...`, `NumberNotInRange`) must avoid every value (FAIL_MATCH).
   All string comparisons are case-insensitive. Numbers compare as decimals (Event Grid uses
-  .NET `decimal`).
+  .NET `decimal`): bodies and the subscriptions file are parsed with Decimal (jsonnum.py), so
+  1.1000000000000001 > 1.1 as it is in the service.
 - A missing (or null) key does not match, except NumberNotIn and StringNotIn (match) and
   IsNullOrUndefined (match) - the documented lists; the range operators, not listed, do not.
 - An array value only takes part with `enableAdvancedFilteringOnArrays`: then a positive
@@ -178,10 +179,10 @@ def _hits(operator: str, element: Any, values: Sequence[Any]) -> bool:
 
 
 def _as_decimal(value: Any) -> Decimal | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
         return None
     try:
-        return Decimal(str(value))
+        return _num(value)
     except InvalidOperation:
         return None
 
@@ -189,18 +190,21 @@ def _as_decimal(value: Any) -> Decimal | None:
 def _as_text(value: Any) -> str | None:
     if isinstance(value, str):
         return value.lower()
+    if isinstance(value, Decimal):
+        return str(value).lower()
     if isinstance(value, bool | int | float):
         return json.dumps(value)
     return None
 
 
 def _in_range(number: Decimal, bounds: Any) -> bool:
-    low, high = (Decimal(str(b)) for b in bounds)
+    low, high = (_num(b) for b in bounds)
     return low <= number <= high
 
 
 def _num(value: Any) -> Decimal:
-    return Decimal(str(value))
+    """Exact for Decimal and int; a float (built in Python, not parsed) by its shortest repr."""
+    return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
 _NUMBER_TESTS: dict[str, Callable[[Decimal, Any], bool]] = {

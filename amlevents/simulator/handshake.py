@@ -1,35 +1,35 @@
-"""Endpoint validation, once per endpoint before the first delivery.
+"""Endpoint validation, as Event Grid does it when a WebHook subscription is created or updated.
 
+From https://learn.microsoft.com/azure/event-grid/webhook-event-delivery and
+troubleshoot-subscription-validation: the handshake happens at subscription creation (not per
+event), and "Azure Functions with Event Grid Trigger" are validated by the Azure infrastructure
+itself, so an AzureFunction destination gets none. If the handshake does not complete, "Event
+Grid doesn't create the subscription" (DeliveryEngine.create_subscriptions raises).
 Event Grid schema: the SubscriptionValidationEvent handshake (`{"validationResponse": code}`
 expected). CloudEvents: the OPTIONS abuse-protection handshake (`WebHook-Allowed-Origin`).
-A failed handshake counts as a failed delivery attempt
-(https://learn.microsoft.com/azure/event-grid/webhook-event-delivery).
+Not simulated: the manual (validationUrl) handshake, so a 200 without the code fails at once
+where the service would wait up to 10 minutes for a GET on validationUrl.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from collections.abc import Callable
 from datetime import datetime
 
 from amlevents.simulator import journal as jr
 from amlevents.simulator.delivery_format import JSON
-from amlevents.simulator.delivery_policy import Attempt, outcome_for
 from amlevents.simulator.subscription_model import Subscription
-from amlevents.simulator.transport import Transport
-
-log = logging.getLogger("amlevents.simulator")
+from amlevents.simulator.transport import DeliveryNetworkError, Transport
 
 VALIDATION_EVENT_TYPE = "Microsoft.EventGrid.SubscriptionValidationEvent"
 WEBHOOK_ORIGIN = "eventgrid.azure.net"
 
 
 def validation_handshake(transport: Transport, subscription: Subscription, url: str, *,
-                         topic_id: str, now: Callable[[], datetime],
-                         timeout_s: float) -> Attempt | None:
-    """POST a SubscriptionValidationEvent; None if the endpoint echoes the code back."""
+                         topic_id: str, now: Callable[[], datetime], timeout_s: float) -> str:
+    """POST a SubscriptionValidationEvent; "" if the endpoint echoes the code back, else why not."""
     code = str(uuid.uuid4())
     event = {"id": str(uuid.uuid4()), "topic": topic_id, "subject": "",
              "data": {"validationCode": code,
@@ -39,23 +39,32 @@ def validation_handshake(transport: Transport, subscription: Subscription, url: 
     headers = {"Content-Type": JSON, "aeg-event-type": "SubscriptionValidation",
                "aeg-subscription-name": subscription.name.upper(), "aeg-delivery-count": "0",
                "aeg-metadata-version": "1", "aeg-data-version": "2"}
-    result = transport.request("POST", url, headers, json.dumps([event]).encode(), timeout_s)
-    if result.status == 200 and _validation_response(result.body) == code:
-        return None
-    log.warning("validation handshake with %s failed: HTTP %s", url, result.status)
-    return Attempt(False, result.status, "ValidationFailed" if result.status == 200
-                   else outcome_for(result.status))
+    try:
+        result = transport.request("POST", url, headers, json.dumps([event]).encode(), timeout_s)
+    except DeliveryNetworkError as exc:
+        return f"the validation request to {url} failed ({exc})"
+    if result.status != 200:
+        return f"the endpoint {url} answered the SubscriptionValidationEvent with HTTP {result.status}"
+    if _validation_response(result.body) != code:
+        return (f"the endpoint {url} answered HTTP 200 without the validationCode in "
+                "validationResponse")
+    return ""
 
 
-def options_handshake(transport: Transport, url: str, timeout_s: float) -> Attempt | None:
-    """The CloudEvents OPTIONS handshake; None if our origin is allowed."""
-    result = transport.request("OPTIONS", url, {"WebHook-Request-Origin": WEBHOOK_ORIGIN},
-                               b"", timeout_s)
+def options_handshake(transport: Transport, url: str, timeout_s: float) -> str:
+    """The CloudEvents OPTIONS handshake; "" if our origin is allowed, else why not."""
+    try:
+        result = transport.request("OPTIONS", url, {"WebHook-Request-Origin": WEBHOOK_ORIGIN},
+                                   b"", timeout_s)
+    except DeliveryNetworkError as exc:
+        return f"the OPTIONS validation request to {url} failed ({exc})"
     allowed = result.headers.get("webhook-allowed-origin", "")
-    if result.status == 200 and allowed in ("*", WEBHOOK_ORIGIN):
-        return None
-    return Attempt(False, result.status, "ValidationFailed" if result.status == 200
-                   else outcome_for(result.status))
+    if result.status != 200:
+        return f"the endpoint {url} answered the OPTIONS validation with HTTP {result.status}"
+    if allowed not in ("*", WEBHOOK_ORIGIN):
+        return (f"the endpoint {url} answered OPTIONS with WebHook-Allowed-Origin {allowed!r}, "
+                f"not {WEBHOOK_ORIGIN!r} or '*'")
+    return ""
 
 
 def _validation_response(body: bytes) -> str | None:

@@ -7,8 +7,10 @@ without a dead-letter destination, which Event Grid drops too).
 Dead-letter records follow https://learn.microsoft.com/azure/event-grid/delivery-and-retry
 ("Delivery event formats"): the event as delivered plus deadLetterReason, deliveryAttempts,
 lastDeliveryOutcome, lastHttpStatusCode, publishTime, lastDeliveryAttemptTime (lower-case names
-for CloudEvents). Blob names mimic Event Grid's
-`{container}/{TOPIC}/{SUBSCRIPTION}/{yyyy}/{mm}/{dd}/{hh}/{guid}.json`, each blob a JSON array.
+for CloudEvents). Blob names are Event Grid's
+`{container}/{TOPIC}/{SUBSCRIPTION}/{year}/{month}/{day}/{hour}/{guid}.json`, "the non-zero padded
+date and hour (UTC)" (https://learn.microsoft.com/azure/event-grid/manage-event-delivery, e.g.
+`.../2019/8/8/5/{guid}.json`), each blob a JSON array.
 """
 
 from __future__ import annotations
@@ -22,15 +24,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from amlevents.simulator import jsonnum
+
 DELIVERED = "delivered"
 FILTERED = "filtered"
 DEAD_LETTERED = "dead_lettered"
 DROPPED = "dropped"
 
+# deadLetterReason values. The two limits of the retry policy are documented (delivery-and-retry:
+# the retry count reached, the time-to-live passed at the next scheduled attempt).
 MAX_DELIVERY_ATTEMPTS_EXCEEDED = "MaxDeliveryAttemptsExceeded"
 TIME_TO_LIVE_EXCEEDED = "TimeToLiveExceeded"
-# Not documented by name; Event Grid reports e.g. "UndeliverableDueToProbationCausedByClientError".
-UNDELIVERABLE_DUE_TO_CLIENT_ERROR = "UndeliverableDueToClientError"
+# An answer that is never retried (400, 413; 401 and 403 for WebHooks, 403 for Azure resources):
+# the reason the service writes in its dead-letter blobs (no list of reasons is documented; seen
+# in real blobs, e.g. Azure/azure-sdk-for-net#26198). lastDeliveryOutcome keeps the real answer.
+UNDELIVERABLE_DUE_TO_CLIENT_ERROR = "UndeliverableDueToProbationCausedByClientError"
 SIMULATOR_STOPPED = "SimulatorStopped"  # simulator only: pending retries at shutdown
 SIMULATOR_ERROR = "SimulatorError"  # simulator only: a bug in delivery, logged
 
@@ -108,14 +116,16 @@ class FolderDeadLetterWriter:
         """Write one JSON array file; return its path."""
         path = self.root / container / blob_name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(list(records), indent=2), encoding="utf-8")
+        path.write_text(jsonnum.dumps(list(records), indent=2), encoding="utf-8")
         return str(path)
 
 
 def blob_name(topic_name: str, subscription_name: str, moment: datetime) -> str:
-    """Event Grid's dead-letter blob layout, under the container."""
+    """Event Grid's dead-letter blob layout under the container: names upper-cased, the date and
+    hour (UTC) not zero-padded."""
+    utc = moment.astimezone(UTC)
     return (f"{topic_name.upper()}/{subscription_name.upper()}/"
-            f"{moment.astimezone(UTC):%Y/%m/%d/%H}/{uuid.uuid4()}.json")
+            f"{utc.year}/{utc.month}/{utc.day}/{utc.hour}/{uuid.uuid4()}.json")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """`amlevents serve` as an Event Grid topic too: the simulator wired to the local host.
 
 When AMLEVENTS_TOPIC_KEY is set, `POST /api/events` on the host's port accepts what the real
-`EventGridPublisherClient` sends (key in `aeg-sas-key`), filters it through the subscriptions
-file and delivers it, with Event Grid's handshake, retries and dead-lettering, to the host's
-own functions.
+`EventGridPublisherClient` sends (key in `aeg-sas-key`, or a SAS for this URL in
+`aeg-sas-token`) in the topic's input schema (AMLEVENTS_SIMULATOR_INPUT_SCHEMA, EventGridSchema by
+default, as the workspace's system topic), filters it through the subscriptions file and
+delivers it, with Event Grid's retries and dead-lettering, to the host's own functions (Azure
+Function destinations: no validation handshake, as in Azure).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from amlevents.host.server import RawBody, Reply
 from handlers.errors import SettingError
-from handlers.settings import ALLOWED_TOPICS, SettingsReader
+from handlers.runtime.settings import ALLOWED_TOPICS
+from handlers.settings import SettingsReader
 
 if TYPE_CHECKING:
     from amlevents.simulator import DeadLetterWriter
@@ -25,6 +28,10 @@ SUBSCRIPTIONS_FILE = "AMLEVENTS_SUBSCRIPTIONS_FILE"
 SIMULATOR_DIR = "AMLEVENTS_SIMULATOR_DIR"
 SIMULATOR_TIME_SCALE = "AMLEVENTS_SIMULATOR_TIME_SCALE"
 SIMULATOR_DEADLETTER_CONNECTION = "AMLEVENTS_SIMULATOR_DEADLETTER_CONNECTION"
+SIMULATOR_INPUT_SCHEMA = "AMLEVENTS_SIMULATOR_INPUT_SCHEMA"
+# The topic's declared inputSchema (ARM's names); CustomEventSchema is not simulated.
+_INPUT_SCHEMAS = {"eventgridschema": "EventGridSchema",
+                  "cloudeventschemav1_0": "CloudEventSchemaV1_0"}
 DEFAULT_SUBSCRIPTIONS = Path(__file__).resolve().parents[2] / "infra" / "subscriptions.json"
 
 
@@ -39,6 +46,7 @@ class SimulatorSettings:
     topic_id: str
     # Empty: dead letters are files under `directory`; else a Blob Storage connection string.
     deadletter_connection: str = field(default="", repr=False)
+    input_schema: str = "EventGridSchema"
 
     @classmethod
     def from_mapping(cls, env: Mapping[str, str]) -> SimulatorSettings | None:
@@ -53,9 +61,19 @@ class SimulatorSettings:
             directory=Path(reader.text(SIMULATOR_DIR, ".amlevents")),
             time_scale=reader.number(SIMULATOR_TIME_SCALE, 1.0, minimum=1e-6, maximum=1.0),
             topic_id=(reader.items(ALLOWED_TOPICS) or ("",))[0],
-            deadletter_connection=reader.text(SIMULATOR_DEADLETTER_CONNECTION))
+            deadletter_connection=reader.text(SIMULATOR_DEADLETTER_CONNECTION),
+            input_schema=_input_schema(reader))
         reader.raise_if_invalid()
         return settings
+
+
+def _input_schema(reader: SettingsReader) -> str:
+    raw = reader.text(SIMULATOR_INPUT_SCHEMA, "EventGridSchema")
+    if raw.lower() not in _INPUT_SCHEMAS:
+        reader.problem(SIMULATOR_INPUT_SCHEMA, f"must be {' or '.join(_INPUT_SCHEMAS.values())} "
+                                               "(CustomEventSchema is not simulated)")
+        return "EventGridSchema"
+    return _INPUT_SCHEMAS[raw.lower()]
 
 
 def _dead_letter_writer(settings: SimulatorSettings) -> DeadLetterWriter:
@@ -88,7 +106,8 @@ class TopicSimulator:
             host_url, journal=self.journal, dead_letters=_dead_letter_writer(settings),
             function_key=function_key, time_scale=settings.time_scale,
             endpoint_type="AzureFunction", topic_id=topic_id)
-        topic = sim.EventGridTopic(subscriptions, self.engine, self.journal, topic_id=topic_id)
+        topic = sim.EventGridTopic(subscriptions, self.engine, self.journal, topic_id=topic_id,
+                                   input_schema=settings.input_schema)
         self.endpoint = sim.PublishEndpoint(topic, keys=[settings.topic_key])
         self.path = self.endpoint.path
 

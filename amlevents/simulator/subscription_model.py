@@ -13,6 +13,22 @@ from amlevents.simulator.filters import EventFilter
 EVENT_GRID_SCHEMA = "EventGridSchema"
 CLOUD_EVENT_SCHEMA = "CloudEventSchemaV1_0"
 DELIVERY_SCHEMAS = (EVENT_GRID_SCHEMA, CLOUD_EVENT_SCHEMA)
+# A custom topic's declared `inputSchema`. The third one, CustomEventSchema (with an
+# inputSchemaMapping), is not simulated.
+INPUT_SCHEMAS = (EVENT_GRID_SCHEMA, CLOUD_EVENT_SCHEMA)
+
+
+def delivery_schema_problem(input_schema: str, delivery_schema: str) -> str:
+    """Why a topic with `input_schema` cannot have a subscription delivering `delivery_schema`.
+
+    https://learn.microsoft.com/azure/event-grid/event-schema-compatibility: Event Grid schema in
+    -> Event Grid schema or CloudEvents out; CloudEvents in -> CloudEvents out only.
+    """
+    if input_schema == CLOUD_EVENT_SCHEMA and delivery_schema != CLOUD_EVENT_SCHEMA:
+        return (f"CloudEvents cannot be delivered in Event Grid schema: a topic whose input "
+                f"schema is {CLOUD_EVENT_SCHEMA} delivers {CLOUD_EVENT_SCHEMA} only, not "
+                f"{delivery_schema}")
+    return ""
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,10 @@ class SubscriptionsError(ValueError):
         self.problems = tuple(problems)
         super().__init__(f"{source}: {len(self.problems)} problem(s):\n  - "
                          + "\n  - ".join(self.problems))
+
+
+class SubscriptionValidationError(SubscriptionsError):
+    """A WebHook endpoint failed Event Grid's validation handshake: no subscription was created."""
 
 
 class ProblemReport:

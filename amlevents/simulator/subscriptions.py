@@ -14,12 +14,12 @@ subscription_model.py.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from amlevents.simulator import jsonnum
 from amlevents.simulator.filter_checks import (
     MAX_ADVANCED_FILTERS,
     MAX_FILTER_VALUES,
@@ -30,18 +30,22 @@ from amlevents.simulator.subscription_model import (
     CLOUD_EVENT_SCHEMA,
     DELIVERY_SCHEMAS,
     EVENT_GRID_SCHEMA,
+    INPUT_SCHEMAS,
     Batching,
     DeadLetter,
     ProblemReport,
     RetryPolicy,
     Subscription,
     SubscriptionsError,
+    SubscriptionValidationError,
+    delivery_schema_problem,
 )
 
 # Re-exported: the values and limits are imported from here by the package, topic and tests.
-__all__ = ["CLOUD_EVENT_SCHEMA", "DELIVERY_SCHEMAS", "EVENT_GRID_SCHEMA", "MAX_ADVANCED_FILTERS",
-           "MAX_FILTER_VALUES", "MAX_STRING_VALUE_CHARS", "SCHEMA_FILE_NAME", "Batching",
-           "DeadLetter", "RetryPolicy", "Subscription", "SubscriptionsError",
+__all__ = ["CLOUD_EVENT_SCHEMA", "DELIVERY_SCHEMAS", "EVENT_GRID_SCHEMA", "INPUT_SCHEMAS",
+           "MAX_ADVANCED_FILTERS", "MAX_FILTER_VALUES", "MAX_STRING_VALUE_CHARS",
+           "SCHEMA_FILE_NAME", "Batching", "DeadLetter", "RetryPolicy", "Subscription",
+           "SubscriptionValidationError", "SubscriptionsError", "delivery_schema_problem",
            "load_subscriptions", "parse_subscriptions", "schema_problems"]
 
 SCHEMA_FILE_NAME = "subscriptions.schema.json"
@@ -68,8 +72,8 @@ def load_subscriptions(path: str | Path, *, schema_path: str | Path | None = Non
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
+    try:  # filter numbers as exact decimals, as Event Grid compares them
+        return jsonnum.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise SubscriptionsError(str(path), [f"cannot read the file: {exc.strerror}"]) from exc
     except ValueError as exc:

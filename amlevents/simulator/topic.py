@@ -1,54 +1,66 @@
 """The topic: the publish endpoint's logic (no sockets) and the in-process topic behind it.
 
-`PublishEndpoint.handle(method, target, headers, body)` answers what an Event Grid topic answers
-to `azure.eventgrid.EventGridPublisherClient` (checked against azure-eventgrid 4.22's source):
-`POST /api/events?api-version=2018-01-01`, key in `aeg-sas-key` (AzureKeyCredential) or a SAS
-token in `aeg-sas-token` (AzureSasCredential / `generate_sas`), body a JSON array of Event Grid
-events (`application/json; charset=utf-8`) or of CloudEvents
-(`application/cloudevents-batch+json; charset=utf-8`); a single event object is accepted too.
-Answers: 200 (empty body) when accepted; 401 wrong or missing key; 400 malformed body or events
-(every problem listed); 413 over 1 MB (Event Grid's limit for an event and for a publish call);
-404/405/415 for wrong path, method or content type. Errors use ARM's
-`{"error": {"code", "message"}}` shape, which the SDK shows in its exception.
+`PublishEndpoint.handle(method, target, headers, body)` answers what an Event Grid custom topic
+answers to `azure.eventgrid.EventGridPublisherClient` (checked against azure-eventgrid 4.22's
+source): `POST /api/events?api-version=2018-01-01`, key in `aeg-sas-key` (AzureKeyCredential) or
+a SAS token in `aeg-sas-token` (AzureSasCredential / `generate_sas`, checked against this topic's
+URL: sas.py), body in the topic's one declared input schema (publish_checks.py): Event Grid
+events (`application/json`) on an EventGridSchema topic, CloudEvents
+(`application/cloudevents-batch+json`) on a CloudEventSchemaV1_0 topic.
+Answers: 200 (empty body) when accepted; 401 wrong or missing key or SAS; 400 malformed body or
+events, another schema, or a `topic` that is not this topic (every problem listed); 413 over
+1 MB (Event Grid's limit for an event and for a publish call); 404/405/415 for wrong path,
+method or content type. Errors use ARM's `{"error": {"code", "message"}}` shape, which the SDK
+shows in its exception.
 
-`EventGridTopic.publish(events)` routes validated events: each (event, subscription) pair is
-either handed to delivery (in the subscription's schema, batched as configured) or journaled as
-filtered with the reason.
+`EventGridTopic(subscriptions, ...)` creates the subscriptions (refusing a delivery schema the
+input schema cannot give, and WebHook endpoints that fail validation) and
+`publish(events)` routes validated events: each (event, subscription) pair is either handed to
+delivery (in the subscription's schema, batched as configured) or journaled as filtered with
+the reason.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import hmac
 import json
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from amlevents.simulator import journal as jr
+from amlevents.simulator import jsonnum
 from amlevents.simulator.delivery import LOCAL_TOPIC_ID, to_delivery_schema
-from amlevents.simulator.filters import evaluate, event_type_of, is_cloud_event
+from amlevents.simulator.filters import evaluate, event_type_of
 from amlevents.simulator.journal import Journal, JournalEntry
-from amlevents.simulator.subscriptions import Batching, Subscription
+from amlevents.simulator.publish_checks import (
+    BodyRefused,
+    media_type,
+    parse_events,
+    validation_problems,
+)
+from amlevents.simulator.sas import sas_problem
+from amlevents.simulator.subscription_model import (
+    EVENT_GRID_SCHEMA,
+    INPUT_SCHEMAS,
+    Batching,
+    Subscription,
+    SubscriptionsError,
+    delivery_schema_problem,
+)
 
 MAX_PUBLISH_BYTES = 1024 * 1024
 PUBLISH_PATH = "/api/events"
-EVENT_GRID_REQUIRED = ("id", "subject", "eventType", "eventTime")
-CLOUD_EVENT_REQUIRED = ("id", "source", "type", "specversion")
-CLOUD_EVENT_CONTEXT = frozenset({"id", "source", "type", "specversion", "time", "subject",
-                                 "datacontenttype", "dataschema", "data", "data_base64"})
-_EXTENSION_NAME = re.compile(r"^[a-z0-9]+$")
-_JSON_TYPES = {"application/json": None, "application/cloudevents+json": True,
-               "application/cloudevents-batch+json": True}
 
 
 class Deliverer(Protocol):
-    """Takes one batch for one subscription (DeliveryEngine does)."""
+    """Creates subscriptions and takes batches for them (DeliveryEngine does)."""
+
+    def create_subscriptions(self, subscriptions: Sequence[Subscription]) -> None:
+        """Create them (validating WebHook endpoints); SubscriptionValidationError if not."""
+        ...
 
     def submit(self, subscription: Subscription, events: Sequence[Mapping[str, Any]]) -> None:
         """Queue the batch."""
@@ -66,15 +78,26 @@ class Routing:
 
 
 class EventGridTopic:
-    """In-process topic: filters published events and hands matches to delivery."""
+    """In-process topic with one input schema: creates its subscriptions, filters published
+    events and hands matches to delivery."""
 
     def __init__(self, subscriptions: Sequence[Subscription], deliverer: Deliverer,
                  journal: Journal, *, topic_id: str = LOCAL_TOPIC_ID,
+                 input_schema: str = EVENT_GRID_SCHEMA,
                  now: Callable[[], datetime] = jr.utc_now) -> None:
+        if input_schema not in INPUT_SCHEMAS:
+            raise ValueError(f"input schema {input_schema!r}: the simulated topic takes "
+                             f"{' or '.join(INPUT_SCHEMAS)} (CustomEventSchema is not simulated)")
+        problems = [f"subscription {s.name!r}: eventDeliverySchema: {problem}"
+                    for s in subscriptions
+                    if (problem := delivery_schema_problem(input_schema, s.event_delivery_schema))]
+        if problems:  # ARM refuses to create such a subscription
+            raise SubscriptionsError(f"topic {topic_id} (input schema {input_schema})", problems)
         self.subscriptions = tuple(subscriptions)
         self.deliverer, self.journal = deliverer, journal
-        self.topic_id = topic_id
+        self.topic_id, self.input_schema = topic_id, input_schema
         self._now = now
+        deliverer.create_subscriptions(self.subscriptions)
 
     def publish(self, events: Sequence[Mapping[str, Any]]) -> tuple[Routing, ...]:
         """Route valid events (see validation_problems) to every matching subscription."""
@@ -99,11 +122,12 @@ class EventGridTopic:
         return tuple(routings)
 
     def _stamp(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """Fill what Event Grid fills: topic, dataVersion, metadataVersion (EG schema only)."""
-        if is_cloud_event(event):
+        """Set what Event Grid sets: topic (always this topic's id, see publish_checks.py),
+        dataVersion and metadataVersion when absent (Event Grid schema only)."""
+        if self.input_schema != EVENT_GRID_SCHEMA:
             return dict(event)
-        defaults = {"topic": self.topic_id, "dataVersion": "", "metadataVersion": "1"}
-        return {**defaults, **{k: v for k, v in event.items() if v is not None or k == "data"}}
+        given = {k: v for k, v in event.items() if v is not None or k == "data"}
+        return {"dataVersion": "", "metadataVersion": "1", **given, "topic": self.topic_id}
 
     def _filtered(self, event: Mapping[str, Any], subscription: Subscription | None,
                   reason: str) -> None:
@@ -123,7 +147,7 @@ def split_batches(events: Sequence[dict[str, Any]],
     current: list[dict[str, Any]] = []
     size = 0
     for event in events:
-        event_size = len(json.dumps(event).encode("utf-8"))
+        event_size = len(jsonnum.dumps(event).encode("utf-8"))
         if current and (len(current) >= batching.max_events_per_batch
                         or size + event_size > limit_bytes):
             batches.append(current)
@@ -157,15 +181,20 @@ class PublishError(Exception):
 
 
 class PublishEndpoint:
-    """The topic endpoint's request handling, transport-free."""
+    """The topic endpoint's request handling, transport-free.
+
+    `scheme` is the one the endpoint is served on: with the Host header and the path it makes the
+    topic URL that SAS tokens must name.
+    """
 
     def __init__(self, topic: EventGridTopic, *, keys: Sequence[str],
                  path: str = PUBLISH_PATH, max_body_bytes: int = MAX_PUBLISH_BYTES,
-                 now: Callable[[], datetime] = jr.utc_now) -> None:
+                 scheme: str = "http", now: Callable[[], datetime] = jr.utc_now) -> None:
         if not keys or not all(keys):
             raise ValueError("the topic needs at least one non-empty access key")
         self.topic, self.keys = topic, tuple(keys)
         self.path, self.max_body_bytes = path.rstrip("/").lower(), max_body_bytes
+        self.scheme = scheme
         self._now = now
 
     def handle(self, method: str, target: str, headers: Mapping[str, str],
@@ -195,9 +224,15 @@ class PublishEndpoint:
             raise PublishError(error_response(413, "RequestEntityTooLarge", f"the request is "
                                f"{len(body)} bytes; Event Grid accepts at most "
                                f"{self.max_body_bytes} bytes (1 MB) per publish"))
-        cloud = _content_kind(headers.get("content-type", "application/json"))
-        events = parse_events(body, cloud)
-        _refuse(400, "BadRequest", "; ".join(validation_problems(events, self._now())[:10]))
+        schema = self.topic.input_schema
+        try:
+            media = media_type(headers.get("content-type", "application/json"), schema)
+            events = parse_events(body, media, schema)
+        except BodyRefused as refused:
+            code = "UnsupportedMediaType" if refused.status == 415 else "BadRequest"
+            raise PublishError(error_response(refused.status, code, str(refused))) from None
+        problems = validation_problems(events, schema, self.topic.topic_id)
+        _refuse(400, "BadRequest", "; ".join(problems[:10]))
         return events
 
     def _auth_problem(self, headers: Mapping[str, str]) -> str:
@@ -207,128 +242,14 @@ class PublishEndpoint:
             return "" if matched else "the aeg-sas-key header does not match the topic's keys"
         token = headers.get("aeg-sas-token")
         if token is not None:
-            return sas_problem(token, self.keys, self._now())
+            host = headers.get("host")
+            if not host:
+                return "no Host header: the aeg-sas-token's resource cannot be checked"
+            return sas_problem(token, self.keys, self._now(),
+                               f"{self.scheme}://{host}{self.path}")
         return "missing credentials: send the topic key in aeg-sas-key or a SAS in aeg-sas-token"
 
 
 def _refuse(status: int, code: str, message: str) -> None:
     if message:
         raise PublishError(error_response(status, code, message))
-
-
-def _content_kind(content_type: str) -> bool | None:
-    """True for CloudEvents, None for application/json (either schema, told by the events)."""
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type not in _JSON_TYPES:
-        raise PublishError(error_response(415, "UnsupportedMediaType", f"Content-Type "
-                           f"{content_type!r}; use application/json or "
-                           "application/cloudevents-batch+json"))
-    return _JSON_TYPES[media_type]
-
-
-def parse_events(body: bytes, cloud: bool | None) -> list[dict[str, Any]]:
-    """Decode the body into event objects, or refuse with a 400 naming the problem."""
-    try:
-        payload = json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise _bad(f"the body is not UTF-8 (byte {exc.start})") from exc
-    except (ValueError, RecursionError) as exc:
-        raise _bad(f"the body is not valid JSON: {str(exc)[:200]}") from exc
-    items = payload if isinstance(payload, list) else [payload]
-    if not items:
-        raise _bad("the body is an empty array; send at least one event")
-    for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise _bad(f"event [{index}] must be a JSON object, not {type(item).__name__}")
-    kinds = {is_cloud_event(item) for item in items}
-    if len(kinds) > 1 or (cloud and kinds != {True}):
-        raise _bad("mixed schemas: with a CloudEvents Content-Type, or in one batch, every "
-                   "event must be a CloudEvent (specversion) or none may be")
-    return items
-
-
-def _bad(message: str) -> PublishError:
-    return PublishError(error_response(400, "BadRequest", message))
-
-
-def validation_problems(events: Sequence[Mapping[str, Any]], now: datetime) -> list[str]:
-    """Every problem with the events' required properties and types."""
-    problems: list[str] = []
-    for index, event in enumerate(events):
-        checker = _cloud_problems if is_cloud_event(event) else _event_grid_problems
-        problems.extend(f"event [{index}]: {p}" for p in checker(event))
-    return problems
-
-
-def _event_grid_problems(event: Mapping[str, Any]) -> list[str]:
-    problems = _required_strings(event, EVENT_GRID_REQUIRED, non_empty=("id", "eventType"))
-    problems += _optional_strings(event, ("topic", "dataVersion", "metadataVersion"))
-    if event.get("metadataVersion") not in (None, "1"):
-        problems.append("metadataVersion must be \"1\" when present")
-    if isinstance(event.get("eventTime"), str) and _parse_time(event["eventTime"]) is None:
-        problems.append(f"eventTime {event['eventTime']!r} is not an ISO 8601 date-time")
-    return problems
-
-
-def _cloud_problems(event: Mapping[str, Any]) -> list[str]:
-    problems = _required_strings(event, CLOUD_EVENT_REQUIRED, non_empty=CLOUD_EVENT_REQUIRED)
-    problems += _optional_strings(event, ("time", "subject", "datacontenttype", "dataschema"))
-    if event.get("specversion") not in (None, "1.0"):
-        problems.append(f"specversion {event['specversion']!r} is not supported; use \"1.0\"")
-    if isinstance(event.get("time"), str) and _parse_time(event["time"]) is None:
-        problems.append(f"time {event['time']!r} is not an RFC 3339 date-time")
-    if "data" in event and "data_base64" in event:
-        problems.append("data and data_base64 are mutually exclusive")
-    problems += [f"extension attribute {name!r} must be lower-case letters and digits"
-                 for name in event if name not in CLOUD_EVENT_CONTEXT
-                 and not _EXTENSION_NAME.match(str(name))]
-    return problems
-
-
-def _required_strings(event: Mapping[str, Any], names: Sequence[str],
-                      non_empty: Sequence[str]) -> list[str]:
-    problems = []
-    for name in names:
-        value = event.get(name)
-        if not isinstance(value, str):
-            problems.append(f"missing required string {name!r}" if value is None
-                            else f"{name!r} must be a string")
-        elif name in non_empty and not value:
-            problems.append(f"{name!r} must not be empty")
-    return problems
-
-
-def _optional_strings(event: Mapping[str, Any], names: Sequence[str]) -> list[str]:
-    return [f"{name!r} must be a string" for name in names
-            if event.get(name) is not None and not isinstance(event[name], str)]
-
-
-def _parse_time(text: str) -> datetime | None:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def sas_problem(token: str, keys: Sequence[str], now: datetime) -> str:
-    """Why a SAS token (`r=...&e=...&s=...`, as azure.eventgrid.generate_sas) is refused."""
-    parts = dict(p.split("=", 1) for p in token.split("&") if "=" in p)
-    resource, expiry, signature = parts.get("r"), parts.get("e"), parts.get("s")
-    if not (resource and expiry and signature):
-        return "the aeg-sas-token is malformed; expected r=..., e=... and s=..."
-    unsigned = f"r={resource}&e={expiry}".encode("ascii", "replace")
-    if not any(hmac.compare_digest(_sign(key, unsigned), unquote(signature)) for key in keys):
-        return "the aeg-sas-token signature does not match the topic's keys"
-    expires = _parse_time(unquote(expiry))
-    if expires is None:
-        return f"the aeg-sas-token expiry {unquote(expiry)!r} is not a date-time"
-    return "" if expires > now else f"the aeg-sas-token expired at {unquote(expiry)}"
-
-
-def _sign(key: str, message: bytes) -> str:
-    try:
-        secret = base64.b64decode(key, validate=True)
-    except (binascii.Error, ValueError):
-        return ""  # keys that are not base64 cannot sign SAS tokens
-    return base64.b64encode(hmac.new(secret, message, hashlib.sha256).digest()).decode()

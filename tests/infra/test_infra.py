@@ -149,6 +149,29 @@ def test_schema_rejects_what_event_grid_rejects() -> None:
         assert not validator.is_valid({"subscriptions": [subscription]}), subscription
 
 
+def test_schema_accepts_null_event_types_as_arm_does() -> None:
+    # ARM: includedEventTypes null = every event type; the template passes it through as null.
+    validator = jsonschema.Draft202012Validator(read_json(SCHEMA))
+    good = subscriptions()[0]
+    document = {"subscriptions": [{**good, "filter": {**good["filter"],
+                                                      "includedEventTypes": None}}]}
+    assert list(validator.iter_errors(document)) == []
+    empty = {"subscriptions": [{**good, "filter": {"includedEventTypes": []}}]}
+    assert not validator.is_valid(empty)
+    assert re.search(r"^\s*includedEventTypes: sub\.\?filter\.\?includedEventTypes\s*$",
+                     bicep_code(), re.MULTILINE), "no default: null must reach ARM as null"
+
+
+def test_drift_subscription_takes_both_documented_subject_forms() -> None:
+    # The ML events article: datadrift/{id}/run/{runId}; the schema article:
+    # datadrifts/{id}/runs/{runId}. One subjectBeginsWith cannot take both: an advanced filter does.
+    (drift,) = [s for s in subscriptions() if s["function"] == "on_drift_detected"]
+    assert drift["filter"].get("subjectBeginsWith", "") == ""
+    prefixes = [f for f in drift["filter"]["advancedFilters"]
+                if f["operatorType"] == "StringBeginsWith" and f["key"] == "subject"]
+    assert [sorted(f["values"]) for f in prefixes] == [["datadrift/", "datadrifts/"]]
+
+
 def test_subscription_names_are_unique() -> None:
     names = [s["name"].lower() for s in subscriptions()]
     assert len(names) == len(set(names))
@@ -175,7 +198,7 @@ def test_every_included_event_type_is_accepted_by_its_function() -> None:
     from handlers.runtime.routing import accepts
 
     for subscription in subscriptions():
-        types = subscription["filter"].get("includedEventTypes", ML_EVENT_TYPES)
+        types = subscription["filter"].get("includedEventTypes") or ML_EVENT_TYPES  # null = all
         refused = [t for t in types if not accepts(subscription["function"], t)]
         assert refused == [], f"{subscription['name']}: {subscription['function']} refuses them"
 

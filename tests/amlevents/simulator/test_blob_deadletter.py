@@ -42,6 +42,7 @@ EVENT = {"id": "e-1", "topic": "/subscriptions/s/workspaces/ws", "subject": "mod
          "eventType": "Microsoft.MachineLearningServices.ModelRegistered",
          "eventTime": "2017-06-26T18:41:00.9584103Z", "data": {"ModelName": "m"},
          "dataVersion": "", "metadataVersion": "1"}
+CLIENT_ERROR = "UndeliverableDueToProbationCausedByClientError"
 DEAD_LETTER_FIELDS = {"deadLetterReason", "deliveryAttempts", "lastDeliveryOutcome",
                       "lastHttpStatusCode", "publishTime", "lastDeliveryAttemptTime"}
 
@@ -80,7 +81,8 @@ def blob_engine(receiver: Receiver, journal: Journal,
 
 
 def deliver(engine: DeliveryEngine, journal: Journal, sub: Subscription) -> JournalEntry:
-    """Submit, wait until done, and return the single journal entry."""
+    """Create the subscription, submit, wait until done, and return the single journal entry."""
+    engine.create_subscriptions([sub])
     engine.submit(sub, [EVENT])
     assert engine.drain(timeout=10)
     (entry,) = journal.entries()
@@ -95,17 +97,19 @@ def test_a_400_is_dead_lettered_to_a_blob(blob_engine: DeliveryEngine, journal: 
     # WHEN the event is delivered
     entry = deliver(blob_engine, journal, subscription(container))
     # THEN the container was created and holds one blob, Event Grid's layout, the documented record
-    assert (entry.outcome, entry.reason) == ("dead_lettered", "UndeliverableDueToClientError")
+    assert (entry.outcome, entry.reason) == ("dead_lettered", CLIENT_ERROR)
     assert len(receiver.notifications()) == 1
     (name, data), = blobs(azurite_blob, container).items()
     assert entry.location == f"blob://{container}/{name}"
-    assert name.startswith(f"AMLEVENTS-LOCAL/MODEL-REGISTERED/{datetime.now(UTC):%Y/%m/%d}/")
+    today = datetime.now(UTC)  # the docs: "non-zero padded date and hour (UTC)"
+    assert name.startswith(f"AMLEVENTS-LOCAL/MODEL-REGISTERED/{today.year}/{today.month}/"
+                           f"{today.day}/")
     assert name.endswith(".json")
     (record,) = json.loads(data)
     assert DEAD_LETTER_FIELDS <= set(record)
     assert record["id"] == EVENT["id"] and record["data"] == EVENT["data"]
     assert (record["deadLetterReason"], record["deliveryAttempts"], record["lastDeliveryOutcome"],
-            record["lastHttpStatusCode"]) == ("UndeliverableDueToClientError", 1, "BadRequest", 400)
+            record["lastHttpStatusCode"]) == (CLIENT_ERROR, 1, "BadRequest", 400)
     assert datetime.fromisoformat(record["lastDeliveryAttemptTime"]) >= datetime.fromisoformat(
         record["publishTime"])
 
@@ -181,7 +185,9 @@ def test_the_topic_simulator_dead_letters_to_the_connection_setting(
     simulator = TopicSimulator(settings, receiver.url, ["on_model_registered"]).start()
     try:
         # WHEN an event is published to the topic
-        event = {**EVENT, "eventTime": datetime.now(UTC).isoformat()}
+        # No topic: the simulator's topic (AMLEVENTS_ALLOWED_TOPICS unset: the local one) fills it.
+        event = {k: v for k, v in EVENT.items() if k != "topic"}
+        event["eventTime"] = datetime.now(UTC).isoformat()
         reply = simulator.route("POST", "/api/events?api-version=2018-01-01",
                                 {"aeg-sas-key": KEY, "Content-Type": "application/json"},
                                 json.dumps([event]).encode())

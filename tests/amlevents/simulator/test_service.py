@@ -65,3 +65,33 @@ def test_wrong_or_missing_key_is_401(running: RunningHost, sample: Sample) -> No
 
 def test_simulator_is_off_without_a_key() -> None:
     assert SimulatorSettings.from_mapping({}) is None
+
+
+def test_the_input_schema_setting_defaults_to_event_grid_schema() -> None:
+    from amlevents.simulator.service import SIMULATOR_INPUT_SCHEMA
+    from handlers.errors import SettingError
+
+    default = SimulatorSettings.from_mapping({"AMLEVENTS_TOPIC_KEY": KEY})
+    assert default is not None and default.input_schema == "EventGridSchema"
+    cloud = SimulatorSettings.from_mapping({"AMLEVENTS_TOPIC_KEY": KEY,
+                                            SIMULATOR_INPUT_SCHEMA: "CloudEventSchemaV1_0"})
+    assert cloud is not None and cloud.input_schema == "CloudEventSchemaV1_0"
+    for unsupported in ("CustomEventSchema", "cloudevents"):
+        with pytest.raises(SettingError) as caught:
+            SimulatorSettings.from_mapping({"AMLEVENTS_TOPIC_KEY": KEY,
+                                            SIMULATOR_INPUT_SCHEMA: unsupported})
+        assert caught.value.setting == SIMULATOR_INPUT_SCHEMA
+
+
+def test_a_cloud_events_topic_needs_cloud_events_subscriptions(tmp_path: Path) -> None:
+    # The shipped subscriptions deliver Event Grid schema, which a CloudEvents topic cannot.
+    from amlevents.simulator import SubscriptionsError
+    from amlevents.simulator.service import SIMULATOR_INPUT_SCHEMA, TopicSimulator
+    from handlers.runtime.routing import FUNCTION_EVENT_TYPES
+
+    settings = SimulatorSettings.from_mapping({
+        "AMLEVENTS_TOPIC_KEY": KEY, SIMULATOR_INPUT_SCHEMA: "CloudEventSchemaV1_0",
+        "AMLEVENTS_SIMULATOR_DIR": str(tmp_path / "sim")})
+    assert settings is not None
+    with pytest.raises(SubscriptionsError, match="CloudEvents cannot be delivered in Event Grid"):
+        TopicSimulator(settings, "http://127.0.0.1:9", FUNCTION_EVENT_TYPES)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 
-from amlevents.simulator.filters import evaluate
+from amlevents.simulator.filters import evaluate, matches
 from amlevents.simulator.subscriptions import (
     SubscriptionsError,
     load_subscriptions,
@@ -83,6 +85,12 @@ def _tagged(deploy: str) -> dict[str, Any]:
     return event
 
 
+def _drift(subject: str) -> dict[str, Any]:
+    event = sample("dataset_drift_detected")
+    event["subject"] = subject
+    return event
+
+
 def _status(status: str) -> dict[str, Any]:
     event = sample("run_status_changed")
     event["data"]["runStatus"] = status
@@ -95,6 +103,11 @@ def _status(status: str) -> dict[str, Any]:
     (lambda: _tagged("TRUE"), {"on_model_registered"}),
     (lambda: _tagged("false"), set()),
     (lambda: sample("dataset_drift_detected"), {"on_drift_detected"}),
+    # Both documented drift subjects: the ML events article's and the schema article's.
+    (lambda: _drift("datadrift/01d29aa4/run/01d29aa4_1571590300380"), {"on_drift_detected"}),
+    (lambda: _drift("datadrifts/01d29aa4/runs/01d29aa4_1571590300380"), {"on_drift_detected"}),
+    (lambda: _drift("DataDrift/01d29aa4/Run/1"), {"on_drift_detected"}),  # case-insensitive
+    (lambda: _drift("models/m:1"), set()),
     (lambda: sample("run_status_changed"), {"on_run_status"}),
     (lambda: _status("Failed"), {"on_run_status"}),
     (lambda: _status("Completed"), set()),
@@ -214,6 +227,34 @@ def test_defaults_follow_event_grid() -> None:
     assert subscription.batching is None
     assert subscription.event_delivery_schema == "EventGridSchema"
     assert subscription.filter.included_event_types is None
+
+
+def test_included_event_types_null_means_every_type() -> None:
+    # ARM's EventSubscriptionFilter: includedEventTypes null (or absent) = all event types.
+    document = minimal(filter={"includedEventTypes": None, "advancedFilters": []})
+    assert schema_problems(document, schema()) == []
+    (subscription,) = parse_subscriptions(document, known_functions=FUNCTIONS)
+    assert subscription.filter.included_event_types is None
+    assert all(evaluate(subscription.filter, sample(name)).matched
+               for name in ("model_deployed", "run_completed", "dataset_drift_detected"))
+
+
+def test_filter_numbers_are_read_as_exact_decimals(tmp_path: Path) -> None:
+    # GIVEN a file whose filter value a float would round to 1.1
+    filters: list[dict[str, Any]] = [
+        {"operatorType": "NumberLessThan", "key": "data.score", "value": "@"},
+        {"operatorType": "NumberInRange", "key": "data.score", "values": [["@", 1.2]]}]
+    text = json.dumps(with_filters(filters)).replace('"@"', "1.1000000000000001")
+    path = tmp_path / "subscriptions.json"
+    path.write_text(text, encoding="utf-8")
+    shutil.copy(SCHEMA, tmp_path)
+    # WHEN it is loaded THEN the values are the decimals written, and compare as such
+    (subscription,) = load_subscriptions(path)
+    below, in_range = subscription.filter.advanced_filters
+    assert below.values == (Decimal("1.1000000000000001"),)
+    assert in_range.values == ((Decimal("1.1000000000000001"), Decimal("1.2")),)
+    assert matches(below, {"data": {"score": Decimal("1.1")}}, on_arrays=False)
+    assert not matches(in_range, {"data": {"score": Decimal("1.1")}}, on_arrays=False)
 
 
 def test_load_reports_unreadable_and_invalid_files(tmp_path: Path) -> None:
