@@ -1,7 +1,8 @@
 """Settings for local runs: embedded defaults, then local.settings.json `Values`, then the environment.
 
 The defaults make a fresh clone work with no settings at all (dry-run on, the documented sample
-events' topic allowed). They apply to the local tools only: the deployed app has no default
+events' topic allowed, notifications to a local folder outbox, since a dry run checks the
+channels as the live run would). They apply to the local tools only: the deployed app has no default
 topic and refuses every event until AMLEVENTS_ALLOWED_TOPICS is set.
 """
 
@@ -12,12 +13,14 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from handlers.notify.settings import OUTBOX_DIR
 from handlers.runtime.settings import ALLOWED_TOPICS, DRY_RUN
 
 SAMPLE_TOPIC = ("/subscriptions/{subscription-id}/resourceGroups/{resource-group-name}"
                 "/providers/Microsoft.MachineLearningServices/workspaces/{workspace-name}")
 HOST_KEY = "AMLEVENTS_HOST_KEY"
-LOCAL_DEFAULTS: Mapping[str, str] = {ALLOWED_TOPICS: SAMPLE_TOPIC, DRY_RUN: "true"}
+LOCAL_DEFAULTS: Mapping[str, str] = {ALLOWED_TOPICS: SAMPLE_TOPIC, DRY_RUN: "true",
+                                     OUTBOX_DIR: ".amlevents/outbox"}
 
 
 class LocalSettingsError(ValueError):

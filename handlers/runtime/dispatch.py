@@ -1,6 +1,6 @@
 """The way every event travels: parse, topic check, type check, claim, handle, record.
 
-Errors come in two kinds (DESIGN.md): retryable ones make the trigger raise so Event Grid
+Errors come in two kinds (docs/architecture.md): retryable ones make the trigger raise so Event Grid
 redelivers; permanent ones are recorded and never retried. Every received event ends up in
 the ledger with its outcome.
 """
@@ -8,7 +8,6 @@ the ledger with its outcome.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import threading
@@ -97,9 +96,11 @@ class Dispatcher:
             # The ledger itself failed (unreachable, throttled, access denied): without it the
             # event cannot be acted on exactly once, so Event Grid must redeliver it.
             log.error("ledger unavailable, event will be retried: %s", exc)
-            return DispatchResult("", _best_effort(event, "id"), _best_effort(
-                event, "eventType", "type"), Outcome.RETRY, "ledger unavailable",
-                self._clean(f"{type(exc).__name__}: {exc}"))
+            from handlers.events.salvage import salvage  # only for events that went wrong
+
+            readable = salvage(event)
+            return DispatchResult("", readable.event_id, readable.event_type, Outcome.RETRY,
+                                  "ledger unavailable", self._clean(f"{type(exc).__name__}: {exc}"))
 
     def _dispatch(self, event: Any, function: str) -> DispatchResult:
         try:
@@ -173,11 +174,15 @@ class Dispatcher:
             return ActionResult(Outcome.RETRY, "will retry", f"{type(exc).__name__}: {exc}")
 
     def _invalid_envelope(self, event: Any, function: str, exc: InvalidEvent) -> DispatchResult:
-        raw = _raw_bytes(event)
-        facts = EventFacts(key=body_key(raw), event_id=_best_effort(event, "id"),
-                           event_type=_best_effort(event, "eventType", "type"),
-                           subject=_best_effort(event, "subject"),
-                           topic=_best_effort(event, "topic", "source"), function=function)
+        # What can be read is kept in the row; the key comes from the content, so the same
+        # delivery always gets the same key (func objects included). Imported here: off the
+        # path of every valid event (cold start).
+        from handlers.events.salvage import salvage
+
+        readable = salvage(event)
+        facts = EventFacts(key=body_key(readable.key_material), event_id=readable.event_id,
+                           event_type=readable.event_type, subject=readable.subject,
+                           topic=readable.topic, function=function)
         try:
             ledger = self.context().ledger
         except SettingError as setting_exc:
@@ -219,29 +224,6 @@ class Dispatcher:
     def _log(entry: LedgerEntry) -> None:
         log.info("event %s %s -> %s: %s", entry.event_id, entry.event_type, entry.outcome.value,
                  entry.action)
-
-
-def _raw_bytes(event: Any) -> bytes:
-    if isinstance(event, (bytes, bytearray)):
-        return bytes(event)
-    if isinstance(event, str):
-        return event.encode("utf-8", "surrogatepass")
-    try:
-        return json.dumps(event, sort_keys=True, default=str).encode("utf-8")
-    except (TypeError, ValueError):
-        return repr(event).encode("utf-8", "replace")
-
-
-def _best_effort(event: Any, *keys: str) -> str:
-    """A field of a malformed event, for the ledger row only (never acted on)."""
-    if not isinstance(event, Mapping):
-        return ""
-    lowered = {str(k).lower(): v for k, v in event.items()}
-    for key in keys:
-        value = lowered.get(key.lower())
-        if isinstance(value, (str, int)) and not isinstance(value, bool):
-            return str(value)[:512]
-    return ""
 
 
 @functools.lru_cache(maxsize=1)
