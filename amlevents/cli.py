@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from amlevents.local_settings import HOST_KEY, LocalSettingsError, local_env
-from handlers.settings import LEDGER_PATH
+from handlers.ledger.settings import LEDGER_PATH
 
 DEFAULT_URL = "http://localhost:7071"
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "events"
@@ -236,17 +236,21 @@ def cmd_ledger(args: argparse.Namespace, env: dict[str, str]) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, env: dict[str, str]) -> int:
-    """Start the host on a free port with a fresh ledger, send the samples, print the ledger."""
+    """Start the host on a free port with a fresh SQLite ledger, send the samples, print it."""
     from handlers.adapters.notify.outbox import local_only, summarize
+    from handlers.ledger.settings import LEDGER_BACKEND
 
     workdir = Path(tempfile.mkdtemp(prefix="amlevents-demo-"))
-    outbox = workdir / "outbox"
-    # Notifications really go out, to a local folder outbox: never to channels named in settings.
-    env = local_only({**env, LEDGER_PATH: str(workdir / "ledger.sqlite3")}, str(outbox))
+    ledger_path, outbox = workdir / "ledger.sqlite3", workdir / "outbox"
+    # Always a fresh embedded ledger, whatever the settings choose (the Table ledger, a path):
+    # the demo shows first deliveries. Notifications really go out, to a local folder outbox:
+    # never to channels named in settings.
+    env = local_only({**env, LEDGER_BACKEND: "sqlite", LEDGER_PATH: str(ledger_path)},
+                     str(outbox))
     server = build_host(env, bind="127.0.0.1", port=0)
     server.server.start()
     try:
-        print(f"demo: local host on {server.url}, ledger {env[LEDGER_PATH]}")
+        print(f"demo: local host on {server.url}, ledger {ledger_path}")
         for name, content in iter_event_files([str(SAMPLES)]):
             for function, status, _ in post_events(server.url, content,
                                                    key=env.get(HOST_KEY) or None):

@@ -156,7 +156,7 @@ def main() -> None:
                     "AMLEVENTS_NOTIFY_STORM_WINDOW_S": str(args.window_s)}
             storm_s, dispatcher = push(events, live, args.clients)
             time.sleep(args.window_s)  # the last window closes; a timer trigger would flush it
-            from handlers.notify.decide import flush_digests
+            from handlers.notify.handler import flush_digests
 
             flushed = flush_digests(dispatcher.context())
             ledgered = len(dispatcher.ledger.entries())

@@ -57,7 +57,7 @@ class RequiredTag:
 
 @dataclass(frozen=True)
 class DeployPolicy:
-    """What tags may ask for; every field is an operator setting (see README)."""
+    """What tags may ask for; every field is an operator setting (docs/tag-contract.md)."""
 
     allowed_targets: tuple[str, ...] = ("managed",)
     allowed_instance_types: tuple[str, ...] = DEFAULT_INSTANCE_TYPES

@@ -5,7 +5,7 @@ PartitionKey `ev-<hex digit>`, RowKey `k-<key>` holds the entry and `seq`, the s
 first receipt; RowKey `t-<seq>-<key>` is an order index created in the same transaction, because
 Table Storage sorts only by (PartitionKey, RowKey) and `entries(limit=N)` must not read the whole
 table. Handler state lives in PartitionKey `state`, its value as JSON. Where the table is, and
-the client for it: ledger_table_settings.py.
+the client for it: table_settings.py.
 Dedupe is the conditional insert (409 EntityAlreadyExists); every update carries the ETag
 (If-Match, 412 on mismatch). azure.data.tables is imported only inside functions (cold start).
 """
