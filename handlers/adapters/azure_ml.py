@@ -1,11 +1,23 @@
 """The deploy adapter: azure-ai-ml (SDK v2) managed and Kubernetes online endpoints.
 
-One plan becomes: the model version looked up (is it MLflow?), the endpoint created when
-missing (a PUT on an existing one is an update, so a lost race is harmless), the deployment
-created unless it already runs this model (a redelivery deploys once), then the traffic set.
-azure.ai.ml is imported inside methods only (cold start). SDK errors become ours here:
-429/408/5xx/timeouts → RetryableError, other 4xx and failed operations → PermanentError.
-Targets aci/aks go to the optional SDK v1 adapter (handlers.adapters.azureml_v1).
+One plan becomes: the model version looked up (is it MLflow?), the endpoint made ready, the
+deployment created unless it already runs this model (a redelivery deploys once), then the traffic
+set. azure.ai.ml is imported inside methods only (cold start).
+
+The endpoint (and a same-named deployment) is first waited for while an operation runs on it
+(Creating/Updating/Scaling/Deleting, up to AMLEVENTS_DEPLOY_WAIT_S; longer → retry). One that was
+being deleted is created again once the delete completed. An endpoint whose last operation ended
+Failed or Canceled is repaired before anything is deployed into it (Azure ML refuses a deployment
+into such an endpoint): it is PUT again exactly as it is (same auth mode, compute, traffic), and if
+that repair fails too the plan fails for good with a message naming the endpoint, its state and
+Azure's error. A deployment of the same name that Failed is PUT again the same way.
+
+``deploy_environment=NAME@latest`` (with or without ``azureml:``) is resolved with
+``environments.get(NAME, label="latest")``, the newest version, whose ARM id is deployed.
+
+SDK errors become ours here: 408/409/429/5xx/timeouts → RetryableError (409 Conflict: another
+operation is in progress on the resource; Retry-After kept), other 4xx and failed operations →
+PermanentError. Targets aci/aks go to the optional SDK v1 adapter (handlers.adapters.azureml_v1).
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from handlers.adapters.retry_after import retry_after_s
 from handlers.deploy.plan import DeploymentPlan
 from handlers.deploy.policy import V1_TARGETS
 from handlers.errors import AmlEventsError, PermanentError, RetryableError
@@ -30,7 +43,9 @@ SDK_RETRIES = "AMLEVENTS_DEPLOY_SDK_RETRIES"
 HTTP_TIMEOUT_S = "AMLEVENTS_DEPLOY_HTTP_TIMEOUT_S"
 
 _BUSY = frozenset({"creating", "updating", "deleting", "scaling"})
-_RETRYABLE_STATUS = frozenset({408, 429})
+_BROKEN = frozenset({"failed", "canceled"})
+_RETRYABLE_STATUS = frozenset({408, 409, 429})  # 409: another operation runs on the resource
+_LATEST = "@latest"
 
 
 @dataclass(frozen=True)
@@ -93,20 +108,14 @@ def classify(exc: BaseException) -> AmlEventsError:
         message = getattr(error, "message", None) or exc.message or str(exc)
         text = f"ARM {status or 'error'} {code}: {message}".replace("  ", " ")
         if status in _RETRYABLE_STATUS or status >= 500:
-            return RetryableError(text, retry_after_s=_retry_after(exc))
+            headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+            retry_after = retry_after_s(headers)
+            hint = f" (Retry-After {retry_after:g} s)" if retry_after is not None else ""
+            return RetryableError(text + hint, retry_after_s=retry_after)
         if isinstance(exc, ClientAuthenticationError) and not status:
             return PermanentError(f"no credential for Azure ML (managed identity?): {message}")
         return PermanentError(text)
     return PermanentError(f"{type(exc).__name__}: {exc}")
-
-
-def _retry_after(exc: Any) -> float | None:
-    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
-    raw = headers.get("Retry-After") or headers.get("retry-after")
-    try:
-        return float(raw) if raw is not None else None
-    except ValueError:
-        return None
 
 
 class AzureMlDeployer:
@@ -150,57 +159,84 @@ class AzureMlDeployer:
             raise PermanentError(
                 f"model {plan.model_name}:{plan.model_version} is a {model.type}, not MLflow: set "
                 "tags deploy_environment and deploy_scoring_script")
-        endpoint, created = self._endpoint(ml, plan)
-        state = self._deployment(ml, plan, model.id)
+        environment = self._environment(ml, plan.environment) if plan.environment else ""
+        endpoint, facts = self._endpoint(ml, plan)
+        state = self._deployment(ml, plan, model.id, environment)
         traffic = split_traffic(dict(endpoint.traffic or {}), plan.deployment, plan.traffic)
         if {k: v for k, v in traffic.items() if v} != \
                 {k: int(v) for k, v in (endpoint.traffic or {}).items() if int(v)}:
             endpoint.traffic = traffic
             self._wait(ml.online_endpoints.begin_create_or_update(endpoint), "traffic update")
-        return ActionResult.done(plan, endpoint_created=created, deployment_state=state,
-                                 traffic=traffic, model_id=model.id)
+        if environment.startswith("/"):
+            facts["environment_id"] = environment
+        return ActionResult.done(plan, **facts, deployment_state=state, traffic=traffic,
+                                 model_id=model.id)
 
-    def _endpoint(self, ml: Any, plan: DeploymentPlan) -> tuple[Any, bool]:
-        from azure.ai.ml.entities import KubernetesOnlineEndpoint, ManagedOnlineEndpoint
-        from azure.core.exceptions import ResourceNotFoundError
+    @staticmethod
+    def _environment(ml: Any, reference: str) -> str:
+        """The environment as the SDK takes it: azureml:name:version, or for name@latest the ARM id
+        of the newest version (the SDK would look up a container named "azureml:name")."""
+        name = reference.removeprefix("azureml:")
+        if not name.endswith(_LATEST):
+            return f"azureml:{name}"
+        from azure.ai.ml.exceptions import MlException
 
+        name = name[: -len(_LATEST)]
         try:
-            endpoint = ml.online_endpoints.get(name=plan.endpoint)
-        except ResourceNotFoundError:
-            endpoint = None
-        if endpoint is not None:
-            if _state(endpoint) in _BUSY:
-                self._settle(lambda: ml.online_endpoints.get(name=plan.endpoint), "endpoint")
-            return ml.online_endpoints.get(name=plan.endpoint), False
-        tags = {"createdBy": "amlevents", "model": plan.model_name}
-        new = (KubernetesOnlineEndpoint(name=plan.endpoint, compute=plan.compute, auth_mode="key",
-                                        tags=tags) if plan.target == "kubernetes"
-               else ManagedOnlineEndpoint(name=plan.endpoint, auth_mode="key", tags=tags))
-        self._wait(ml.online_endpoints.begin_create_or_update(new), "endpoint creation")
-        return ml.online_endpoints.get(name=plan.endpoint), True
+            return str(ml.environments.get(name=name, label="latest").id)
+        except MlException as exc:  # no version at all: the SDK's ValidationException
+            text = " ".join(str(getattr(exc, "message", None) or exc).split())
+            raise PermanentError(f"environment {name}{_LATEST}: {text}") from exc
 
-    def _deployment(self, ml: Any, plan: DeploymentPlan, model_id: str) -> str:
-        from azure.core.exceptions import ResourceNotFoundError
+    def _endpoint(self, ml: Any, plan: DeploymentPlan) -> tuple[Any, dict[str, Any]]:
+        """The endpoint, ready for a deployment, and what was done to it (created, repaired)."""
+        from azure.ai.ml.entities import KubernetesOnlineEndpoint, ManagedOnlineEndpoint
 
+        def current() -> Any:
+            return ml.online_endpoints.get(name=plan.endpoint)
+
+        endpoint, _ = self._settled(current, f"endpoint {plan.endpoint}")
+        if endpoint is None:  # missing, or a delete in progress has completed meanwhile
+            tags = {"createdBy": "amlevents", "model": plan.model_name}
+            new = (KubernetesOnlineEndpoint(name=plan.endpoint, compute=plan.compute, auth_mode="key",
+                                            tags=tags) if plan.target == "kubernetes"
+                   else ManagedOnlineEndpoint(name=plan.endpoint, auth_mode="key", tags=tags))
+            self._wait(ml.online_endpoints.begin_create_or_update(new), "endpoint creation")
+            return current(), {"endpoint_created": True}
+        state = _state(endpoint)
+        if state in _BROKEN:
+            self._repair(ml, endpoint, plan.endpoint, _state_name(endpoint))
+            return current(), {"endpoint_created": False, "endpoint_repaired": _state_name(endpoint)}
+        return endpoint, {"endpoint_created": False}
+
+    def _repair(self, ml: Any, endpoint: Any, name: str, state: str) -> None:
+        """PUT a Failed/Canceled endpoint again as it is; a failed repair fails the plan for good."""
+        try:
+            self._wait(ml.online_endpoints.begin_create_or_update(endpoint), f"repair of endpoint {name}")
+        except RetryableError:
+            raise
+        except Exception as exc:  # classified here: a repair that fails is permanent
+            error = classify(exc)
+            if isinstance(error, RetryableError):
+                raise error from exc
+            raise PermanentError(
+                f"endpoint {name} is {state} (its last operation did not succeed) and repairing it, "
+                f"a PUT of its own definition, failed: {error}; fix or delete the endpoint") from exc
+
+    def _deployment(self, ml: Any, plan: DeploymentPlan, model_id: str, environment: str) -> str:
         def current() -> Any:
             return ml.online_deployments.get(name=plan.deployment, endpoint_name=plan.endpoint)
 
-        try:
-            existing = current()
-        except ResourceNotFoundError:
-            existing = None
-        if existing is not None and _same_model(existing.model, model_id):
-            state = _state(existing)
-            if state == "succeeded":
-                return "already deployed"
-            if state in _BUSY:  # an earlier delivery started it: wait instead of starting again
-                self._settle(current, "deployment")
-                return "deployed"
-        self._wait(ml.online_deployments.begin_create_or_update(self._new_deployment(plan, model_id)),
-                   "deployment")
+        existing, waited = self._settled(current, f"deployment {plan.deployment}")
+        if existing is not None and _same_model(existing.model, model_id) and \
+                _state(existing) == "succeeded":
+            # an earlier delivery's deployment: done now (waited) or before (already deployed)
+            return "deployed" if waited else "already deployed"
+        self._wait(ml.online_deployments.begin_create_or_update(
+            self._new_deployment(plan, model_id, environment)), "deployment")
         return "deployed"
 
-    def _new_deployment(self, plan: DeploymentPlan, model_id: str) -> Any:
+    def _new_deployment(self, plan: DeploymentPlan, model_id: str, environment: str) -> Any:
         from azure.ai.ml.entities import (
             CodeConfiguration,
             KubernetesOnlineDeployment,
@@ -208,8 +244,8 @@ class AzureMlDeployer:
         )
 
         extra: dict[str, Any] = {}
-        if plan.environment:
-            extra["environment"] = _asset_ref(plan.environment)
+        if environment:
+            extra["environment"] = environment
             extra["code_configuration"] = CodeConfiguration(code=_asset_ref(plan.code),
                                                             scoring_script=plan.script_path)
         kind = KubernetesOnlineDeployment if plan.target == "kubernetes" else ManagedOnlineDeployment
@@ -225,25 +261,38 @@ class AzureMlDeployer:
                                  f"({WAIT_S}); a redelivery will resume it")
         return poller.result()
 
-    def _settle(self, get: Callable[[], Any], what: str) -> None:
-        """Poll a resource another delivery is provisioning until it settles, up to wait_s."""
+    def _settled(self, get: Callable[[], Any], what: str) -> tuple[Any | None, bool]:
+        """The resource once no operation runs on it (None if it does not exist, or no longer: a
+        delete in progress ends in 404), and whether it had to be waited for; up to wait_s."""
+        from azure.core.exceptions import ResourceNotFoundError
+
         deadline = time.monotonic() + self.settings.wait_s
+        waited = False
         while True:
-            state = _state(get())
-            if state == "succeeded":
-                return
+            try:
+                resource = get()
+            except ResourceNotFoundError:
+                return None, waited
+            state = _state(resource)
             if state not in _BUSY:
-                raise PermanentError(f"{what} provisioning state is {state}")
+                return resource, waited
             if time.monotonic() >= deadline:
-                raise RetryableError(f"{what} still {state} after {self.settings.wait_s:g}s "
-                                     f"({WAIT_S}); a redelivery will check again")
+                raise RetryableError(f"{what} still {_state_name(resource)} after "
+                                     f"{self.settings.wait_s:g}s ({WAIT_S}); a redelivery will check "
+                                     "again")
+            waited = True
             self._sleep(self.settings.poll_s)
 
 
 def _state(resource: Any) -> str:
     """A provisioning state as lower-case text (the SDK gives str enums or plain strings)."""
+    return _state_name(resource).lower()
+
+
+def _state_name(resource: Any) -> str:
+    """A provisioning state as Azure writes it (Failed, Canceled, ...)."""
     state = getattr(resource, "provisioning_state", None)
-    return str(getattr(state, "value", state) or "").lower()
+    return str(getattr(state, "value", state) or "")
 
 
 def _same_model(current: Any, model_id: str) -> bool:
@@ -251,7 +300,7 @@ def _same_model(current: Any, model_id: str) -> bool:
 
 
 def _asset_ref(reference: str) -> str:
-    """name:version or name@latest as the SDK wants it: azureml:name:version."""
+    """name:version as the SDK wants it: azureml:name:version."""
     return reference if reference.startswith("azureml:") else f"azureml:{reference}"
 
 

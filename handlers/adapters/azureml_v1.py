@@ -22,7 +22,10 @@ REQUIREMENTS_FILE = "requirements-v1.txt"
 MISSING = (f"deploy_target aci/aks needs the Azure ML SDK v1 (azureml-core), which is not "
            f"installed: install {REQUIREMENTS_FILE} in an environment without azure-ai-ml, or use "
            f"deploy_target=managed")
-_TRANSIENT = ("429", "too many requests", "503", "502", "504", "timed out", "timeout")
+# Throttling, unavailable, timeouts, and 409 Conflict (azureml-core: "Conflict of operation,
+# another operation on same entity is already running"): a redelivery may succeed.
+_TRANSIENT = ("429", "too many requests", "503", "502", "504", "timed out", "timeout", "409",
+              "conflict of operation")
 
 
 @dataclass(frozen=True)

@@ -11,29 +11,30 @@ ADF's createRun has no idempotency key, so "accepted but the answer was lost" is
    PipelineName filter, lastUpdated window) for the run whose parameters carry that request id:
    found → that run is the answer (no second createRun); not found → the call never took effect.
 
-Pile-ups: the monitor's last run is looked up (pipeline_runs.get); Queued/InProgress → skipped,
-naming the run; an optional cooldown follows.
+Pile-ups: the monitor's last run is looked up (pipeline_runs.get); Queued/InProgress/Canceling
+(a cancel in progress is not final) → skipped, naming the run; an optional cooldown follows.
 REST reference: https://learn.microsoft.com/rest/api/datafactory/
-Errors: 408/429/5xx, timeouts, token failures → RetryableError (Retry-After kept); other 4xx →
-PermanentError with ADF's code and message.
+Errors: 408/409/429/5xx, timeouts, token failures → RetryableError (Retry-After kept; 409 Conflict:
+another operation is in progress, nothing was started); other 4xx → PermanentError with ADF's code
+and message (e.g. a parameter the pipeline does not declare).
 """
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from handlers.adapters.retry_after import retry_after_s
 from handlers.errors import PermanentError, RetryableError, SettingError
 from handlers.ledger.ledger import Ledger, utc_iso
 from handlers.outcome import ActionResult
 from handlers.retrain.plan import RetrainPlan
 from handlers.retrain.settings import COOLDOWN_S, ROUTES, DataFactoryTarget, RetrainSettings
 
-ACTIVE_STATUSES = frozenset({"Queued", "InProgress"})
+ACTIVE_STATUSES = frozenset({"Queued", "InProgress", "Canceling"})  # not final: one run at a time
 _RECONCILE_MARGIN_S = 300.0  # clock skew between us and ADF's lastUpdated, both ways
 _MAX_QUERY_PAGES = 20
 T = TypeVar("T")
@@ -132,10 +133,10 @@ class DataFactoryRunner:
         except RetryableError as exc:
             from azure.core.exceptions import ServiceRequestError
 
-            # 429, 503 and "no request was sent" mean nothing was started; a timeout or another
-            # 5xx is ambiguous, so the intent stays and a redelivery reconciles it.
+            # 409, 429, 503 and "no request was sent" mean nothing was started; a timeout or
+            # another 5xx is ambiguous, so the intent stays and a redelivery reconciles it.
             cause = exc.__cause__
-            if _status_code(cause) in (429, 503) or isinstance(cause, ServiceRequestError):
+            if _status_code(cause) in (409, 429, 503) or isinstance(cause, ServiceRequestError):
                 self._drop_intent(key, intent["request_id"])
             raise
         run_id = getattr(response, "run_id", None)
@@ -258,12 +259,12 @@ def _call(what: str, call: Callable[[], T]) -> T:
 
 
 def classify(what: str, exc: Any) -> RetryableError | PermanentError:
-    """A Data Factory error answer as retryable (408/429/5xx, no token) or permanent."""
+    """A Data Factory error answer as retryable (408/409/429/5xx, no token) or permanent."""
     status: int | None = exc.status_code
     message = adf_message(exc)
     if status is None:  # azure-identity could not get a token; often transient
         return RetryableError(f"{what}: no access token: {message}")
-    if status in (408, 429) or status >= 500:
+    if status in (408, 409, 429) or status >= 500:
         retry_after = retry_after_s(exc.response.headers if exc.response is not None else {})
         hint = f" (Retry-After {retry_after:g} s)" if retry_after is not None else ""
         return RetryableError(f"{what}: Data Factory answered {status}{hint}: {message}",
@@ -280,26 +281,6 @@ def adf_message(exc: Any) -> str:
     if message:
         return f"{code}: {message}" if code else str(message)
     return str(getattr(exc, "message", None) or exc)
-
-
-def retry_after_s(headers: Mapping[str, str]) -> float | None:
-    """Seconds from Retry-After (seconds or HTTP date) or retry-after-ms / x-ms-retry-after-ms."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    for name, scale in (("retry-after-ms", 1000.0), ("x-ms-retry-after-ms", 1000.0),
-                        ("retry-after", 1.0)):
-        raw = lowered.get(name)
-        if not raw:
-            continue
-        try:
-            return max(0.0, float(raw) / scale)
-        except ValueError:
-            pass
-        try:
-            when = email.utils.parsedate_to_datetime(raw)
-        except (TypeError, ValueError):
-            continue
-        return max(0.0, when.timestamp() - datetime.now(UTC).timestamp())
-    return None
 
 
 def _status_code(error: BaseException | None) -> int | None:

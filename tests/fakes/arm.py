@@ -13,7 +13,7 @@ It serves, on 127.0.0.1 and free ports:
 
 Usage (a test)::
 
-    with start_fake_arm() as arm:            # or: fixture = pytest.fixture(fake_arm_fixture)
+    with start_fake_arm() as arm:            # or, in a test module: arm = fake_arm_fixture(seed)
         arm.apply_env(monkeypatch)           # sets/clears the variables listed below
         arm.ml.add_model("iris", "1")
         ml = MLClient(DefaultAzureCredential(), arm.subscription_id, arm.resource_group,
@@ -43,9 +43,19 @@ Kwargs alternatives: ``MLClient(..., **arm.ml_client_kwargs())`` (``cloud=``, ``
 ``retry_backoff_factor`` and ``polling_interval``; LRO responses carry ``Retry-After-ms``
 (``arm.lro_retry_after_ms``), which azure-core's pollers obey over their own interval.
 
+Strict as ARM: every route names its resource type and the api-versions the REST specs define
+for it (arm_ml.py, arm_adf.py list them); another api-version gets ARM's 400
+``NoRegisteredProviderFound`` (a malformed one ``InvalidApiVersionParameter``, none
+``MissingApiVersionParameter``). Request bodies are checked with the SDKs' own generated REST
+models (arm_models.py); every error is ARM's body ``{"error": {"code", "message", "target",
+"details"}}``.
+
 Faults: ``fail_next`` (status, headers, ARM error body), ``delay_next`` (hang past a client
 timeout, before or after the request took effect), ``lro_in_progress_polls`` (slow LRO) and
 ``fail_next_lro`` (LRO ends Failed). ``NetworkGuard`` refuses any non-loopback connection.
+
+Tests get one with ``arm = fake_arm_fixture(seed)`` (a pytest fixture: the environment applied,
+the NetworkGuard installed and checked, ``seed(arm)`` run first).
 """
 
 from __future__ import annotations
@@ -61,20 +71,22 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import pytest
 import trustme
 
-if TYPE_CHECKING:
-    import pytest
+from .server import serve_in_thread
 
+if TYPE_CHECKING:
     from .arm_adf import AdfService
     from .arm_ml import MlService
+    from .arm_models import Problem
 
 SUBSCRIPTION_ID = "00000000-0000-0000-0000-000000000001"
 TENANT_ID = "00000000-0000-0000-0000-0000000000aa"
@@ -104,11 +116,30 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-def arm_error(status: int, code: str | None = None, message: str = "", target: str | None = None) -> Reply:
+_API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(?:-(?:preview|privatepreview|alpha|beta))?")
+
+
+def arm_error(status: int, code: str | None = None, message: str = "", target: str | None = None,
+              details: list[dict[str, Any]] | None = None,
+              headers: Mapping[str, str] | None = None) -> Reply:
     """An ARM error reply: ``{"error": {"code", "message", "target", "details"}}``."""
     error: dict[str, Any] = {"code": code or _ERROR_CODES.get(status, "Error"),
-                             "message": message or f"HTTP {status}", "target": target, "details": []}
-    return Reply(status, {"error": error})
+                             "message": message or f"HTTP {status}", "target": target,
+                             "details": list(details or [])}
+    return Reply(status, {"error": error}, dict(headers or {}))
+
+
+def invalid_body(problems: list[Problem], code: str = "BadRequest") -> Reply:
+    """400 for a body the SDK's REST model refuses: the first problem as the message, all as details.
+
+    A member the model does not know gives ARM's ``InvalidRequestContent`` whatever ``code`` says.
+    """
+    first = problems[0]
+    if any(p.code == "InvalidRequestContent" for p in problems):
+        code = "InvalidRequestContent"
+    message = "; ".join(f"{p.target}: {p.message}" for p in problems)
+    return arm_error(400, code, f"The request content was invalid: {message}", first.target,
+                     [p.as_detail() for p in problems])
 
 
 def utc_now() -> str:
@@ -144,11 +175,14 @@ Handler = Callable[[RecordedRequest, "re.Match[str]"], Reply]
 
 @dataclass(frozen=True)
 class Route:
-    """A handler for a method and a full-match path regex (case-insensitive, as ARM is)."""
+    """A handler for a method and a full-match path regex (case-insensitive, as ARM is), serving one
+    resource type (``Namespace/type/child``) at the api-versions the REST specs define for it."""
 
     method: str
     pattern: re.Pattern[str]
     handler: Handler
+    resource_type: str
+    api_versions: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -258,12 +292,6 @@ class _Server(ThreadingHTTPServer):
         """Dropped connections are expected (client timeouts); stay quiet."""
 
 
-def _start(server: _Server) -> threading.Thread:
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    return thread
-
-
 def _parse(target: str, headers: Mapping[str, str], raw: bytes, method: str) -> RecordedRequest:
     parts = urlsplit(target)
     try:
@@ -297,11 +325,12 @@ class FakeArm:
         self.ca_path = f"{self._tmp}/ca.pem"
         self._arm = _Server(self._handle_arm, self._tls_context())
         self._token = _Server(self._handle_token)
-        self._threads = [_start(self._arm), _start(self._token)]
+        self._serving = contextlib.ExitStack()
+        for server in (self._arm, self._token):
+            self._serving.enter_context(serve_in_thread(server, poll_interval=0.05))
         self.url = f"https://127.0.0.1:{self._arm.server_address[1]}"
         self.token_url = f"http://127.0.0.1:{self._token.server_address[1]}/msi/token"
         self.cloud_name = f"FakeArm{self._arm.server_address[1]}"
-        self._add_core_routes()
         from .arm_adf import AdfService  # here, not at the top: those modules import this one
         from .arm_ml import MlService
         self.ml: MlService = MlService(self)
@@ -319,11 +348,7 @@ class FakeArm:
     def close(self) -> None:
         """Stop both servers, wake any delayed handler, delete the CA file."""
         self._closing.set()
-        for server in (self._arm, self._token):
-            server.shutdown()
-            server.server_close()
-        for thread in self._threads:
-            thread.join(timeout=5)
+        self._serving.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self) -> FakeArm:
@@ -496,14 +521,24 @@ class FakeArm:
 
     # -- routing --------------------------------------------------------------------------
 
-    def add_route(self, method: str, path_regex: str, handler: Handler) -> None:
-        """Serve ``method`` on paths fully matching ``path_regex`` with ``handler``."""
-        self._routes.append(Route(method, re.compile(path_regex, re.IGNORECASE), handler))
+    def add_route(self, method: str, path_regex: str, handler: Handler, *, resource_type: str,
+                  api_versions: Collection[str]) -> None:
+        """Serve ``method`` on paths fully matching ``path_regex`` with ``handler``, for requests
+        naming one of ``api_versions`` (the REST specs' versions of ``resource_type``)."""
+        self._routes.append(Route(method, re.compile(path_regex, re.IGNORECASE), handler,
+                                  resource_type, frozenset(api_versions)))
 
-    def _add_core_routes(self) -> None:
-        ops = r"/subscriptions/[^/]+/providers/[^/]+/locations/[^/]+"
-        self.add_route("GET", ops + r"/(?:mfe)?operationsStatus/(?P<op>[^/]+)", self._operation_status)
-        self.add_route("GET", ops + r"/(?:mfe)?operationResults/(?P<op>[^/]+)", self._operation_result)
+    def add_operation_routes(self, namespace: str, api_versions: Collection[str], *,
+                             status_segment: str = "operationsStatus",
+                             results_segment: str = "operationResults") -> None:
+        """Serve a namespace's LRO status and result URLs (what ``start_operation`` hands out)."""
+        ops = rf"/subscriptions/[^/]+/providers/{re.escape(namespace)}/locations/[^/]+"
+        self.add_route("GET", ops + rf"/{status_segment}/(?P<op>[^/]+)", self._operation_status,
+                       resource_type=f"{namespace}/locations/{status_segment}",
+                       api_versions=api_versions)
+        self.add_route("GET", ops + rf"/{results_segment}/(?P<op>[^/]+)", self._operation_result,
+                       resource_type=f"{namespace}/locations/{results_segment}",
+                       api_versions=api_versions)
 
     def _dispatch(self, request: RecordedRequest) -> Reply:
         if request.method == "GET" and request.path == "/metadata/endpoints":
@@ -518,6 +553,9 @@ class FakeArm:
         for route in self._routes:
             match = route.pattern.fullmatch(request.path)
             if match and route.method == request.method:
+                refused = self._api_version_problem(request.api_version, route)
+                if refused is not None:
+                    return refused
                 with self.lock:
                     return route.handler(request, match)
             if match:
@@ -526,6 +564,22 @@ class FakeArm:
             return arm_error(405, "MethodNotAllowed", f"{request.method} is not allowed on {request.path}.")
         return arm_error(404, "NoRouteInFakeArm", f"The fake ARM has no route for {request.method} "
                                                   f"{request.path}.")
+
+    def _api_version_problem(self, version: str, route: Route) -> Reply | None:
+        """ARM's answer to an api-version the resource type does not have (None when it has it)."""
+        if version in route.api_versions:
+            return None
+        supported = ", ".join(sorted(route.api_versions, reverse=True))
+        if not _API_VERSION.fullmatch(version):
+            return arm_error(400, "InvalidApiVersionParameter",
+                             f"The api-version '{version}' is invalid. The supported versions are "
+                             f"'{supported}'.")
+        namespace, _, kind = route.resource_type.partition("/")
+        return arm_error(400, "NoRegisteredProviderFound",
+                         f"No registered resource provider found for location '{self.location}' and "
+                         f"API version '{version}' for type '{kind}'. The supported api-versions are "
+                         f"'{supported}'. The supported locations are '{self.location}'.",
+                         target=namespace)
 
     def _check_auth(self, request: RecordedRequest) -> Reply | None:
         token = request.bearer_token
@@ -626,8 +680,20 @@ def start_fake_arm(**options: Any) -> Iterator[FakeArm]:
         arm.close()
 
 
-def fake_arm_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm]:
-    """Fixture body: a FakeArm with the environment applied; ``pytest.fixture(fake_arm_fixture)``."""
-    with start_fake_arm() as arm:
-        arm.apply_env(monkeypatch)
-        yield arm
+def fake_arm_fixture(seed: Callable[[FakeArm], None] | None = None, *, name: str = "arm",
+                     **options: Any) -> Any:
+    """A pytest fixture ``name``: a FakeArm (``options`` as start_fake_arm takes them) with its
+    environment applied, ``seed(arm)`` run, and a NetworkGuard that fails the test on any attempt
+    to go beyond loopback. Assign it in a test module or conftest: ``arm = fake_arm_fixture(seed)``.
+    """
+    @pytest.fixture(name=name)
+    def fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm]:
+        guard = NetworkGuard().install(monkeypatch)
+        with start_fake_arm(**options) as arm:
+            arm.apply_env(monkeypatch)
+            if seed is not None:
+                seed(arm)
+            yield arm
+        assert guard.attempts == [], f"a test reached beyond loopback: {guard.attempts}"
+
+    return fixture

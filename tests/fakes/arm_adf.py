@@ -1,14 +1,27 @@
-"""Data Factory (Microsoft.DataFactory, api-version 2018-06-01) routes of the fake ARM.
+"""Data Factory (Microsoft.DataFactory) routes of the fake ARM.
 
-Served under ``/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.DataFactory/factories/{f}``:
+Served under ``/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.DataFactory/factories/{f}``
+at the api-versions the REST specs define (specification/datafactory/resource-manager/readme.md:
+2018-06-01, and 2017-09-01-preview for createRun and pipelineruns/{runId} only; ``API_VERSIONS``):
 
 * ``POST .../pipelines/{p}/createRun`` -> ``{"runId": "<uuid>"}``; the body is the parameters
-  object; ``referencePipelineRunId`` reuses a run's parameters. Pipelines must be declared with
-  ``add_pipeline``; an unknown factory answers 404 ``ResourceNotFound`` (ARM), an unknown pipeline
-  404 ``EntityNotFound`` "Entity {p} not found" (modelled on what ADF answers; the exact wording
-  is not in the REST reference).
+  object; ``referencePipelineRunId`` reuses a run's parameters. Pipelines are declared with
+  ``add_pipeline(factory, pipeline, parameters={name: {"type": ..., "defaultValue": ...}})`` (ADF's
+  ``ParameterSpecification``, checked with azure-mgmt-datafactory's own model). A parameter the
+  pipeline does not declare, a declared one without ``defaultValue`` left out, or a value of the
+  wrong type (String/SecureString, Int, Float, Bool, Array, Object) → 400 ``BadRequest`` naming it,
+  and no run. An unknown factory → 404 ``ResourceNotFound`` (ARM), an unknown pipeline → 404
+  ``EntityNotFound`` "Entity {p} not found" (modelled on what ADF answers; the REST reference gives
+  neither wording).
 * ``GET .../pipelineruns/{runId}`` -> a PipelineRun (runId, pipelineName, status, runStart,
-  parameters as strings, ...); ``POST .../pipelineruns/{runId}/cancel``.
+  parameters as strings, defaults included, ...); ``POST .../pipelineruns/{runId}/cancel`` moves a
+  running one to ``Canceling`` (cancelling is asynchronous in ADF: ``set_run_status`` ends it).
+* ``POST .../queryPipelineRuns``: a ``RunFilterParameters`` body (checked with the SDK's model:
+  lastUpdatedAfter/Before required, operators Equals/NotEquals/In/NotIn, an unknown one → 400),
+  filters on the pipeline-run operands (PipelineName, Status, RunStart, RunEnd, RunGroupId,
+  LatestOnly; an activity or trigger operand → 400), ``orderBy``, paged by ``page_size`` with
+  ``continuationToken``; answers ``{"value": [PipelineRun], "continuationToken"}``
+  (learn.microsoft.com/rest/api/datafactory/pipeline-runs/query-by-factory).
 
 Test hooks: ``set_run_status`` (Queued/InProgress/Succeeded/Failed/Canceling/Cancelled),
 ``runs()``/``run()`` views, and ``accept_then_time_out`` (the run is created, the answer comes late).
@@ -24,15 +37,39 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from .arm import RecordedRequest, Reply, arm_error, utc_now
+from azure.mgmt.datafactory import models as rest
+
+from .arm import RecordedRequest, Reply, arm_error, invalid_body, utc_now
+from .arm_models import check
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from .arm import FakeArm
 
+NAMESPACE = "Microsoft.DataFactory"
+API_VERSIONS: Mapping[str, frozenset[str]] = {
+    "factories/pipelines": frozenset({"2017-09-01-preview", "2018-06-01"}),
+    "factories/pipelineruns": frozenset({"2017-09-01-preview", "2018-06-01"}),
+    "factories/pipelineruns/cancel": frozenset({"2018-06-01"}),
+    "factories/queryPipelineRuns": frozenset({"2018-06-01"}),
+}
 RUN_STATUSES = ("Queued", "InProgress", "Succeeded", "Failed", "Canceling", "Cancelled")
 TERMINAL = frozenset({"Succeeded", "Failed", "Cancelled"})
+# What a pipeline-run query may filter on (RunQueryFilterOperand's documentation).
+PIPELINE_RUN_OPERANDS = {"pipelinename": "pipelineName", "status": "status", "runstart": "runStart",
+                         "runend": "runEnd", "rungroupid": "runGroupId", "latestonly": "isLatest"}
+_JSON_TYPES: Mapping[str, tuple[type, ...]] = {
+    "string": (str,), "securestring": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
+    "array": (list,), "object": (dict,)}
+# A retraining pipeline as the docs tell users to build one: it declares every parameter amlevents
+# passes (docs/retraining.md), amleventsRequestId required, the others with defaults.
+AMLEVENTS_PARAMETERS: Mapping[str, Mapping[str, Any]] = {
+    **{name: {"type": "String", "defaultValue": ""} for name in (
+        "monitorName", "monitorId", "driftRunId", "baseDatasetId", "targetDatasetId", "windowStart",
+        "windowEnd")},
+    "driftCoefficient": {"type": "Float", "defaultValue": 0.0},
+    "amleventsRequestId": {"type": "String"}}
 _FACTORY = (r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
             r"Microsoft\.DataFactory/factories/(?P<factory>[^/]+)")
 
@@ -59,28 +96,47 @@ def _duration_ms(start: str, end: str) -> int:
     return int(elapsed.total_seconds() * 1000)
 
 
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 class AdfService:
     """In-memory Data Factory state behind the fake ARM routes."""
 
-    def __init__(self, arm: FakeArm, *, initial_status: str = "Queued") -> None:
+    def __init__(self, arm: FakeArm, *, initial_status: str = "Queued", page_size: int = 100) -> None:
         self.arm = arm
         self.initial_status = initial_status
+        self.page_size = page_size
         self._factories: set[tuple[str, ...]] = set()
-        self._pipelines: set[tuple[str, ...]] = set()
+        self._pipelines: dict[tuple[str, ...], dict[str, dict[str, Any]]] = {}
         self._runs: dict[str, dict[str, Any]] = {}
         self._sent: dict[str, tuple[tuple[str, ...], Mapping[str, Any], Mapping[str, str]]] = {}
-        arm.add_route("POST", _FACTORY + r"/pipelines/(?P<pipeline>[^/]+)/createRun", self._create_run)
-        arm.add_route("GET", _FACTORY + r"/pipelineruns/(?P<run>[^/]+)", self._get_run)
-        arm.add_route("POST", _FACTORY + r"/pipelineruns/(?P<run>[^/]+)/cancel", self._cancel_run)
+        for method, path, handler, kind in (
+                ("POST", r"/pipelines/(?P<pipeline>[^/]+)/createRun", self._create_run,
+                 "factories/pipelines"),
+                ("GET", r"/pipelineruns/(?P<run>[^/]+)", self._get_run, "factories/pipelineruns"),
+                ("POST", r"/pipelineruns/(?P<run>[^/]+)/cancel", self._cancel_run,
+                 "factories/pipelineruns/cancel"),
+                ("POST", r"/queryPipelineRuns", self._query_runs, "factories/queryPipelineRuns")):
+            arm.add_route(method, _FACTORY + path, handler, resource_type=f"{NAMESPACE}/{kind}",
+                          api_versions=API_VERSIONS[kind])
 
     # -- seeding and hooks ---------------------------------------------------------------------
 
-    def add_pipeline(self, factory: str, pipeline: str, *, resource_group: str | None = None) -> None:
-        """Declare that ``factory`` exists and holds ``pipeline``."""
+    def add_pipeline(self, factory: str, pipeline: str, *,
+                     parameters: Mapping[str, Mapping[str, Any]] | None = None,
+                     resource_group: str | None = None) -> None:
+        """Declare that ``factory`` exists and holds ``pipeline`` with these declared parameters
+        (``{name: {"type": "String", "defaultValue": ...}}``; no defaultValue = required)."""
+        declared = {name: dict(spec) for name, spec in (parameters or {}).items()}
+        for name, spec in declared.items():
+            problems = check(rest.ParameterSpecification, spec)
+            if problems:
+                raise ValueError(f"parameter {name}: {problems[0].message}")
         rg = resource_group or self.arm.resource_group
         with self.arm.lock:
             self._factories.add(self._key(rg, factory))
-            self._pipelines.add(self._key(rg, factory, pipeline))
+            self._pipelines[self._key(rg, factory, pipeline)] = declared
 
     def set_run_status(self, run_id: str, status: str, message: str = "") -> None:
         """Move a run to ``status`` (terminal ones get runEnd and durationInMs)."""
@@ -133,22 +189,31 @@ class AdfService:
         if missing:
             return missing
         pipeline = match["pipeline"]
-        if self._key(match["rg"], match["factory"], pipeline) not in self._pipelines:
+        declared = self._pipelines.get(self._key(match["rg"], match["factory"], pipeline))
+        if declared is None:
             return arm_error(404, "EntityNotFound", f"Entity {pipeline} not found",
                              target=f"pipeline/{pipeline}/")
-        params: Mapping[str, Any] = request.body if isinstance(request.body, dict) else {}
+        if request.body is not None and not isinstance(request.body, dict):
+            return arm_error(400, "BadRequest", "The request body must be a JSON object of pipeline "
+                             "parameters.", target=f"pipeline/{pipeline}/")
+        params: Mapping[str, Any] = request.body or {}
         reference = request.query.get("referencePipelineRunId")
         if reference:
             if reference not in self._runs:
                 return arm_error(400, "ReferencedPipelineRunNotValid", f"Referenced pipeline run id "
                                  f"{reference} is not a valid run id.", target=f"pipeline/{pipeline}/")
             params = self._sent[reference][1]
+        problem = _parameter_problem(pipeline, declared, params)
+        if problem:
+            return arm_error(400, "BadRequest", problem, target=f"pipeline/{pipeline}/")
         run_id = str(uuid.uuid4())
         now = utc_now()
+        values = {name: spec["defaultValue"] for name, spec in declared.items() if "defaultValue" in spec}
+        values.update(params)
         self._runs[run_id] = {
             "id": f"{request.path.rsplit('/pipelines/', 1)[0]}/pipelineruns/{run_id}",
             "runId": run_id, "runGroupId": run_id, "isLatest": True, "pipelineName": pipeline,
-            "parameters": {k: _as_string(v) for k, v in params.items()}, "runDimensions": {},
+            "parameters": {k: _as_string(v) for k, v in values.items()}, "runDimensions": {},
             "invokedBy": {"name": "Manual", "id": uuid.uuid4().hex, "invokedByType": "Manual"},
             "lastUpdated": now, "runStart": now, "runEnd": None, "durationInMs": None,
             "status": self.initial_status, "message": "", "annotations": []}
@@ -170,41 +235,56 @@ class AdfService:
         if missing or match["run"] not in self._runs:
             return missing or arm_error(404, "PipelineRunNotFound", f"Pipeline run {match['run']} not found.")
         if self._runs[match["run"]]["status"] not in TERMINAL:
-            self.set_run_status(match["run"], "Cancelled", "Cancelled by user.")
+            self.set_run_status(match["run"], "Canceling", "Cancellation requested by user.")
         return Reply(200)
 
-
-_FACTORY_PATH = (r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
-                 r"Microsoft\.DataFactory/factories/(?P<factory>[^/]+)")
-
-
-def serve_query_pipeline_runs(arm: FakeArm, *, page_size: int = 100) -> None:
-    """POST .../queryPipelineRuns as the REST reference documents: RunFilterParameters in,
-    {"value": [PipelineRun], "continuationToken"} out (learn.microsoft.com/rest/api/datafactory/
-    pipeline-runs/query-by-factory); filters on PipelineName and Status, paged by `page_size`."""
-    def query(request: RecordedRequest, match: re.Match[str]) -> Reply:
-        body = request.body if isinstance(request.body, dict) else {}
-        if not body.get("lastUpdatedAfter") or not body.get("lastUpdatedBefore"):
-            return arm_error(400, "BadRequest",
-                             "lastUpdatedAfter and lastUpdatedBefore are required.")
+    def _query_runs(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        missing = self._missing_factory(match)
+        if missing:
+            return missing
+        problems = check(rest.RunFilterParameters, request.body)
+        if problems:
+            return invalid_body(problems)
+        body: dict[str, Any] = request.body
         after, before = _when(body["lastUpdatedAfter"]), _when(body["lastUpdatedBefore"])
-        runs = [view.raw for view in arm.adf.runs() if view.factory == match["factory"].lower()
+        runs = [view.raw for view in self.runs() if view.factory == match["factory"].lower()
                 and after <= _when(view.raw["lastUpdated"]) <= before]
         for rule in body.get("filters") or []:
-            field = {"pipelinename": "pipelineName", "status": "status"}.get(
-                str(rule.get("operand", "")).lower())
-            if field is None:
-                return arm_error(400, "BadRequest", f"Unsupported operand {rule.get('operand')}.")
-            wanted = {str(v).lower() for v in rule.get("values") or []}
-            keep = str(rule.get("operator", "")).lower() in ("equals", "in")
-            runs = [r for r in runs if (str(r[field]).lower() in wanted) == keep]
+            name = PIPELINE_RUN_OPERANDS.get(str(rule["operand"]).lower())
+            if name is None:
+                return arm_error(400, "BadRequest", f"The operand {rule['operand']} cannot be used to "
+                                 f"query pipeline runs; use one of PipelineName, Status, RunStart, "
+                                 f"RunEnd, RunGroupId, LatestOnly.", target="filters")
+            wanted = {str(v).lower() for v in rule["values"]}
+            keep = str(rule["operator"]).lower() in ("equals", "in")
+            runs = [r for r in runs if (str(r.get(name)).lower() in wanted) == keep]
+        for order in reversed(body.get("orderBy") or []):
+            name = PIPELINE_RUN_OPERANDS.get(str(order["orderBy"]).lower())
+            if name is None:
+                return arm_error(400, "BadRequest", f"Pipeline runs cannot be ordered by "
+                                 f"{order['orderBy']}.", target="orderBy")
+            runs.sort(key=lambda r: str(r.get(name) or ""), reverse=str(order["order"]).upper() == "DESC")
         start = int(body.get("continuationToken") or 0)
-        more = start + page_size < len(runs)
-        return Reply(200, {"value": runs[start:start + page_size],
-                           "continuationToken": str(start + page_size) if more else None})
-
-    arm.add_route("POST", _FACTORY_PATH + r"/queryPipelineRuns$", query)
+        more = start + self.page_size < len(runs)
+        return Reply(200, {"value": runs[start:start + self.page_size],
+                           "continuationToken": str(start + self.page_size) if more else None})
 
 
-def _when(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+def _parameter_problem(pipeline: str, declared: Mapping[str, Mapping[str, Any]],
+                       given: Mapping[str, Any]) -> str | None:
+    """ADF's refusal of a createRun's parameters, or None (names are case-sensitive in ADF)."""
+    undeclared = [name for name in given if name not in declared]
+    if undeclared:
+        return (f"The parameter(s) {', '.join(undeclared)} are not declared in pipeline {pipeline}; "
+                f"it declares: {', '.join(declared) or 'no parameters'}.")
+    required = [name for name, spec in declared.items()
+                if "defaultValue" not in spec and given.get(name) is None]
+    if required:
+        return f"Missing value for required parameter(s) {', '.join(required)} of pipeline {pipeline}."
+    for name, value in given.items():
+        kind = str(declared[name]["type"])
+        accepted = _JSON_TYPES.get(kind.lower(), (object,))
+        if value is not None and (not isinstance(value, accepted) or
+                                  (isinstance(value, bool) and bool not in accepted)):
+            return f"The value {value!r} of parameter {name} is not a valid {kind}."
+    return None

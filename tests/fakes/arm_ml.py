@@ -1,10 +1,12 @@
 """Azure ML (Microsoft.MachineLearningServices) routes of the fake ARM, as azure-ai-ml's MLClient uses them.
 
 Served under ``/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/
-workspaces/{ws}`` (any api-version): the workspace; model containers and versions (seeded with
-``add_model``); environment versions (``add_environment``); online endpoints and deployments
-(PUT/GET/PATCH/DELETE/list) as long-running operations with ``Azure-AsyncOperation`` polling at
-``.../locations/{loc}/mfeOperationsStatus/{id}``; ``listKeys``.
+workspaces/{ws}``, each resource type at the api-versions the REST specs define for it
+(``API_VERSIONS``; anything else → 400 ``NoRegisteredProviderFound``): the workspace; model
+containers and versions (seeded with ``add_model``); environment versions, listed newest first for
+``name@latest`` (``add_environment``); code versions (``add_code``); online endpoints and
+deployments (PUT/GET/PATCH/DELETE/list) as long-running operations with ``Azure-AsyncOperation``
+polling at ``.../locations/{loc}/mfeOperationsStatus/{id}``; ``listKeys``.
 
 What azure-ai-ml 1.35 sends (paths relative to the workspace):
 ``online_endpoints.begin_create_or_update``: GET workspace (2024-10-01-preview, for its location),
@@ -12,13 +14,34 @@ PUT onlineEndpoints/{e} (2022-02-01-preview; traffic updates are this same PUT w
 ``properties.traffic``), GET mfeOperationsStatus/{id} until terminal, GET onlineEndpoints/{e}.
 ``online_deployments.begin_create_or_update``: GET onlineEndpoints/{e} (2023-04-01-preview,
 existence check), GET models/{m}/versions?$orderBy=createdtime desc&$top=1 only for ``m@latest``
-(write ``"iris@latest"``: with ``"azureml:iris@latest"`` the SDK asks for a model named
-``azureml:iris``), GET workspace, PUT .../deployments/{d} (model ARM id, instanceType,
+(2023-08-01-preview; write ``"iris@latest"``: with ``"azureml:iris@latest"`` the SDK asks for a
+model named ``azureml:iris``), GET workspace, PUT .../deployments/{d} (model ARM id, instanceType,
 endpointComputeType, ``sku.capacity`` = instance count), status polls, GET the deployment.
-``azureml:name:version`` becomes an ARM id without any request.
+``environments.get(name, label="latest")``: GET environments/{n}/versions?$orderBy=createdtime desc
+&$top=1 (2023-04-01-preview). ``azureml:name:version`` becomes an ARM id without any request.
 
-Assert on state with ``endpoint(name)``, ``deployment(endpoint, name)`` (frozen views; KeyError if
-absent; ``has_endpoint``) or the raw JSON they keep (``.raw``). The default workspace
+As strict as Azure ML (each refusal is ARM's error body):
+
+* bodies are checked with azure-ai-ml's own REST models (``arm_ml_service.models``, see
+  arm_models.py): PUT endpoint = ``OnlineEndpoint`` (location, properties.authMode required), PUT
+  deployment = ``OnlineDeployment`` (endpointComputeType selects Managed/Kubernetes), PATCH endpoint =
+  ``PartialMinimalTrackedResourceWithIdentity`` (tags, identity only), PATCH deployment =
+  ``PartialMinimalTrackedResourceWithSku`` (tags, sku only);
+* documented rules: endpoint and deployment names have 3-32 characters, a letter first, letters,
+  digits and hyphens, and end with a letter or digit; a deployment needs ``sku`` (ARM's autoscale
+  contract) with ``capacity`` >= 1, a managed deployment an instance type from the managed SKU list
+  (``MANAGED_INSTANCE_TYPES``); the model, environment and code it names must exist; traffic may
+  only name deployments of the endpoint, each 0-100, summing to 100 (or 0); mirror traffic at most 50;
+* 409 ``Conflict`` for a PUT/PATCH/DELETE on a resource that is Creating/Updating/Scaling/Deleting,
+  and for a deployment PUT while its endpoint is; a deployment PUT into a Failed or Canceled
+  endpoint is refused with 400 (Azure ML: "Cannot create a deployment in endpoint {e} because it is
+  in {state} provisioning state."); after a delete completes GET answers 404.
+
+An operation progresses only as its status is polled (``lro_in_progress_polls``), so a resource a
+client stopped polling stays busy: ``set_provisioning_state`` moves it on, and
+``delete_in_background`` plays someone else's delete (Deleting now, gone a moment later). Assert on state with
+``endpoint(name)``, ``deployment(endpoint, name)`` (frozen views; KeyError if absent;
+``has_endpoint``) or the raw JSON they keep (``.raw``). The default workspace
 (``arm.workspace_name``) exists from the start.
 """
 
@@ -26,11 +49,15 @@ from __future__ import annotations
 
 import copy
 import re
+import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .arm import RecordedRequest, Reply, arm_error, utc_now
+from azure.ai.ml._restclient.arm_ml_service import models as rest
+
+from .arm import RecordedRequest, Reply, arm_error, invalid_body, utc_now
+from .arm_models import check
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -42,6 +69,52 @@ _WS = (r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
        r"Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)")
 _EP = _WS + r"/onlineEndpoints/(?P<ep>[^/]+)"
 _DEP = _EP + r"/deployments/(?P<dep>[^/]+)"
+
+# The api-versions of Microsoft.MachineLearningServices in azure-rest-api-specs
+# (specification/machinelearningservices/resource-manager/Microsoft.MachineLearningServices/
+# MachineLearningServices/readme.md: one input-file tag per version). Online endpoints and
+# deployments, models, environments and codes (the "MFE" resources: mfe.json, then openapi.json)
+# exist from 2021-03-01-preview on; workspaces since 2018-03-01-preview.
+MFE_API_VERSIONS = frozenset({
+    "2021-03-01-preview", "2022-02-01-preview", "2022-05-01", "2022-06-01-preview", "2022-10-01",
+    "2022-10-01-preview", "2022-12-01-preview", "2023-02-01-preview", "2023-04-01",
+    "2023-04-01-preview", "2023-06-01-preview", "2023-08-01-preview", "2023-10-01",
+    "2024-01-01-preview", "2024-04-01", "2024-04-01-preview", "2024-07-01-preview", "2024-10-01",
+    "2024-10-01-preview", "2025-01-01-preview", "2025-04-01", "2025-04-01-preview", "2025-06-01",
+    "2025-07-01-preview", "2025-09-01", "2025-10-01-preview", "2025-12-01", "2026-01-15-preview",
+    "2026-03-01", "2026-03-15-preview", "2026-05-01", "2026-05-15-preview", "2026-07-01",
+    "2026-07-15-preview"})
+WORKSPACE_API_VERSIONS = MFE_API_VERSIONS | {
+    "2018-03-01-preview", "2018-11-19", "2019-05-01", "2019-06-01", "2019-11-01", "2020-01-01",
+    "2020-02-18-preview", "2020-03-01", "2020-04-01", "2020-04-01-preview", "2020-05-01-preview",
+    "2020-05-15-preview", "2020-06-01", "2020-08-01", "2020-09-01-preview", "2021-01-01",
+    "2021-04-01", "2021-07-01", "2022-01-01-preview"}
+API_VERSIONS: Mapping[str, frozenset[str]] = {
+    "workspaces": WORKSPACE_API_VERSIONS,
+    **dict.fromkeys((
+        "workspaces/models", "workspaces/models/versions", "workspaces/environments/versions",
+        "workspaces/codes/versions", "workspaces/onlineEndpoints",
+        "workspaces/onlineEndpoints/deployments", "locations/mfeOperationsStatus",
+        "locations/mfeOperationResults"), MFE_API_VERSIONS)}
+
+# Managed online endpoints SKU list (learn.microsoft.com/azure/machine-learning/reference-managed-
+# online-endpoints-vm-sku-list). Kubernetes deployments name the cluster's own instance types.
+MANAGED_INSTANCE_TYPES = frozenset(name.lower() for name in (
+    "Standard_DS1_v2", "Standard_DS2_v2", "Standard_DS3_v2", "Standard_DS4_v2", "Standard_DS5_v2",
+    "Standard_F2s_v2", "Standard_F4s_v2", "Standard_F8s_v2", "Standard_F16s_v2", "Standard_F32s_v2",
+    "Standard_F48s_v2", "Standard_F64s_v2", "Standard_F72s_v2", "Standard_FX24mds",
+    "Standard_FX36mds", "Standard_FX48mds", "Standard_E2s_v3", "Standard_E4s_v3", "Standard_E8s_v3",
+    "Standard_E16s_v3", "Standard_E32s_v3", "Standard_E48s_v3", "Standard_E64s_v3",
+    "Standard_NC4as_T4_v3", "Standard_NC8as_T4_v3", "Standard_NC16as_T4_v3", "Standard_NC64as_T4_v3",
+    "Standard_NC6s_v3", "Standard_NC12s_v3", "Standard_NC24s_v3", "Standard_NC24ads_A100_v4",
+    "Standard_NC48ads_A100_v4", "Standard_NC96ads_A100_v4", "Standard_ND96asr_v4",
+    "Standard_ND96amsr_A100_v4", "Standard_ND40rs_v2", "Standard_NC40ads_H100_v5",
+    "Standard_NC80adis_H100_v5", "Standard_ND96isr_H100_v5"))
+DEFAULT_INSTANCE_TYPE = "Standard_F4s_v2"  # what the REST model documents when instanceType is left out
+# 3-32 characters, a letter first, letters/digits/hyphens, a letter or digit last.
+NAME_RULE = re.compile(r"[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]")
+BUSY = frozenset({"creating", "updating", "scaling", "deleting"})
+
 # What Azure ML fills in when a deployment PUT leaves them out (the SDK expects them back).
 DEPLOYMENT_DEFAULTS: dict[str, Any] = {
     "scaleSettings": {"scaleType": "Default"}, "appInsightsEnabled": False,
@@ -102,6 +175,18 @@ def _listing(items: list[dict[str, Any]]) -> Reply:
     return Reply(200, {"value": copy.deepcopy(items)})
 
 
+def _state(resource: Mapping[str, Any]) -> str:
+    return str((resource.get("properties") or {}).get("provisioningState") or "")
+
+
+def _user_error(message: str, target: str | None = None, status: int = 400) -> Reply:
+    return arm_error(status, "UserError", message, target)
+
+
+def _conflict(message: str) -> Reply:
+    return arm_error(409, "Conflict", message)
+
+
 class MlService:
     """In-memory Azure ML workspace state behind the fake ARM routes."""
 
@@ -110,6 +195,7 @@ class MlService:
         self._workspaces: dict[tuple[str, ...], dict[str, Any]] = {}
         self._models: dict[tuple[str, ...], dict[str, Any]] = {}
         self._environments: dict[tuple[str, ...], dict[str, Any]] = {}
+        self._codes: dict[tuple[str, ...], dict[str, Any]] = {}
         self._endpoints: dict[tuple[str, ...], dict[str, Any]] = {}
         self._deployments: dict[tuple[str, ...], dict[str, Any]] = {}
         self.add_workspace(arm.workspace_name)
@@ -158,13 +244,13 @@ class MlService:
                                            f"/paths/{path}", "provisioningState": "Succeeded"},
                 "systemData": _system_data()}
         with self.arm.lock:
-            self._models[_key(model_id)] = body
+            self._models.setdefault(_key(model_id), body)
         return model_id
 
     def add_environment(self, name: str, version: str = "1", *,
                         image: str = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest",
                         workspace: str | None = None) -> str:
-        """Register an environment version; returns its ARM id."""
+        """Register an environment version (later ones are newer for ``@latest``); returns its ARM id."""
         env_id = f"{self._ws_id(workspace)}/environments/{name}/versions/{version}"
         body = {"id": env_id, "name": str(version), "type": f"{NAMESPACE}/workspaces/environments/versions",
                 "properties": {"image": image, "osType": "Linux", "isAnonymous": False, "isArchived": False,
@@ -172,8 +258,20 @@ class MlService:
                                "autoRebuild": "Disabled", "provisioningState": "Succeeded"},
                 "systemData": _system_data()}
         with self.arm.lock:
-            self._environments[_key(env_id)] = body
+            self._environments.setdefault(_key(env_id), body)
         return env_id
+
+    def add_code(self, name: str, version: str = "1", *, workspace: str | None = None) -> str:
+        """Register a code asset version (a scoring script's home); returns its ARM id."""
+        code_id = f"{self._ws_id(workspace)}/codes/{name}/versions/{version}"
+        body = {"id": code_id, "name": str(version), "type": f"{NAMESPACE}/workspaces/codes/versions",
+                "properties": {"codeUri": f"https://fakestorage.blob.core.fake.local/code/{name}/{version}",
+                               "isAnonymous": False, "isArchived": False, "tags": {}, "properties": {},
+                               "provisioningState": "Succeeded"},
+                "systemData": _system_data()}
+        with self.arm.lock:
+            self._codes.setdefault(_key(code_id), body)
+        return code_id
 
     # -- state for assertions ------------------------------------------------------------------
 
@@ -213,26 +311,57 @@ class MlService:
             store[_key(f"{path}/deployments/{deployment}" if deployment else path)][
                 "properties"]["provisioningState"] = state
 
+    def delete_in_background(self, endpoint: str, deployment: str | None = None, *,
+                             seconds: float = 0.5) -> threading.Timer:
+        """Someone else deletes an endpoint (or deployment): Deleting now, gone after ``seconds``."""
+        path = f"{self._ws_id()}/onlineEndpoints/{endpoint}"
+        key = _key(f"{path}/deployments/{deployment}" if deployment else path)
+        store = self._deployments if deployment else self._endpoints
+        with self.arm.lock:
+            store[key]["properties"]["provisioningState"] = "Deleting"
+
+        def finish() -> None:
+            with self.arm.lock:
+                if key in store:
+                    self._forget(key, store)
+
+        timer = threading.Timer(seconds, finish)
+        timer.daemon = True
+        timer.start()
+        return timer
+
     # -- routes ----------------------------------------------------------------------------
 
     def _add_routes(self) -> None:
-        add = self.arm.add_route
-        add("GET", _WS, self._get_workspace)
-        add("GET", _WS + r"/models/(?P<name>[^/]+)", self._get_model_container)
-        add("GET", _WS + r"/models/(?P<name>[^/]+)/versions", self._list_model_versions)
-        add("GET", _WS + r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", self._get_asset)
-        add("GET", _WS + r"/environments/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", self._get_asset)
-        add("GET", _WS + r"/onlineEndpoints", self._list_endpoints)
-        add("GET", _EP, self._get_resource)
-        add("PUT", _EP, self._put_endpoint)
-        add("PATCH", _EP, self._patch_resource)
-        add("DELETE", _EP, self._delete_resource)
-        add("POST", _EP + r"/listKeys", self._list_keys)
-        add("GET", _EP + r"/deployments", self._list_deployments)
-        add("GET", _DEP, self._get_resource)
-        add("PUT", _DEP, self._put_deployment)
-        add("PATCH", _DEP, self._patch_resource)
-        add("DELETE", _DEP, self._delete_resource)
+        def add(method: str, path: str, handler: Any, kind: str) -> None:
+            self.arm.add_route(method, path, handler, resource_type=f"{NAMESPACE}/{kind}",
+                               api_versions=API_VERSIONS[kind])
+
+        add("GET", _WS, self._get_workspace, "workspaces")
+        add("GET", _WS + r"/models/(?P<name>[^/]+)", self._get_model_container, "workspaces/models")
+        add("GET", _WS + r"/models/(?P<name>[^/]+)/versions", self._list_versions,
+            "workspaces/models/versions")
+        add("GET", _WS + r"/models/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", self._get_asset,
+            "workspaces/models/versions")
+        add("GET", _WS + r"/environments/(?P<name>[^/]+)/versions", self._list_versions,
+            "workspaces/environments/versions")
+        add("GET", _WS + r"/environments/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", self._get_asset,
+            "workspaces/environments/versions")
+        add("GET", _WS + r"/codes/(?P<name>[^/]+)/versions/(?P<version>[^/]+)", self._get_asset,
+            "workspaces/codes/versions")
+        add("GET", _WS + r"/onlineEndpoints", self._list_endpoints, "workspaces/onlineEndpoints")
+        add("GET", _EP, self._get_resource, "workspaces/onlineEndpoints")
+        add("PUT", _EP, self._put_endpoint, "workspaces/onlineEndpoints")
+        add("PATCH", _EP, self._patch_resource, "workspaces/onlineEndpoints")
+        add("DELETE", _EP, self._delete_resource, "workspaces/onlineEndpoints")
+        add("POST", _EP + r"/listKeys", self._list_keys, "workspaces/onlineEndpoints")
+        add("GET", _EP + r"/deployments", self._list_deployments, "workspaces/onlineEndpoints/deployments")
+        add("GET", _DEP, self._get_resource, "workspaces/onlineEndpoints/deployments")
+        add("PUT", _DEP, self._put_deployment, "workspaces/onlineEndpoints/deployments")
+        add("PATCH", _DEP, self._patch_resource, "workspaces/onlineEndpoints/deployments")
+        add("DELETE", _DEP, self._delete_resource, "workspaces/onlineEndpoints/deployments")
+        self.arm.add_operation_routes(NAMESPACE, MFE_API_VERSIONS, status_segment="mfeOperationsStatus",
+                                      results_segment="mfeOperationResults")
 
     def _workspace(self, match: re.Match[str]) -> dict[str, Any] | None:
         return self._workspaces.get(_key(match["sub"], match["rg"], match["ws"]))
@@ -246,13 +375,17 @@ class MlService:
             return self._deployments
         return self._endpoints if "/onlineendpoints/" in path.lower() else self._models
 
+    def _asset_store(self, path: str) -> dict[tuple[str, ...], dict[str, Any]]:
+        lowered = path.lower()
+        return (self._models if "/models/" in lowered else
+                self._environments if "/environments/" in lowered else self._codes)
+
     def _get_workspace(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
         ws = self._workspace(match)
         return Reply(200, copy.deepcopy(ws)) if ws else self._no_workspace(match)
 
     def _get_asset(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
-        store = self._models if "/models/" in request.path.lower() else self._environments
-        found = store.get(_key(request.path))
+        found = self._asset_store(request.path).get(_key(request.path))
         if found is None:
             return arm_error(404, "UserError", f"{match['name']}:{match['version']} not found in "
                                                f"workspace {match['ws']}.")
@@ -260,7 +393,8 @@ class MlService:
 
     def _versions(self, container_path: str) -> list[dict[str, Any]]:
         prefix = container_path.lower().rstrip("/") + "/versions/"
-        return [m for key, m in self._models.items() if key[0].startswith(prefix)]
+        store = self._asset_store(container_path + "/")
+        return [m for key, m in store.items() if key[0].startswith(prefix)]
 
     def _get_model_container(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
         versions = self._versions(request.path)
@@ -272,7 +406,8 @@ class MlService:
         return Reply(200, {"id": request.path, "name": match["name"], "properties": props,
                            "type": f"{NAMESPACE}/workspaces/models", "systemData": _system_data()})
 
-    def _list_model_versions(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+    def _list_versions(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        """Versions oldest first, or newest first for ``$orderBy=createdtime desc``; ``$top``."""
         versions = self._versions(request.path.rsplit("/", 1)[0])
         if "desc" in request.query.get("$orderBy", "").lower():
             versions.reverse()
@@ -299,21 +434,62 @@ class MlService:
             return arm_error(404, "UserError", f"Endpoint {match['ep']} not found.")
         return Reply(200, {"primaryKey": "fake-primary-key", "secondaryKey": "fake-secondary-key"})
 
+    # -- checks shared by the writes -----------------------------------------------------------
+
+    @staticmethod
+    def _name_problem(name: str, kind: str) -> Reply | None:
+        if NAME_RULE.fullmatch(name):
+            return None
+        return _user_error(f"The name {name!r} of {kind} is invalid: it must have 3 to 32 characters, "
+                           "begin with a letter, contain only letters, digits and hyphens, and end "
+                           "with a letter or digit.", target="name")
+
+    def _busy(self, resource: Mapping[str, Any] | None, kind: str, name: str) -> Reply | None:
+        state = _state(resource or {})
+        if state.lower() in BUSY:
+            return _conflict(f"{kind} {name} is in {state} provisioning state: another operation is "
+                             "in progress on it; retry when it has finished.")
+        return None
+
+    def _traffic_problem(self, endpoint_path: str, props: Mapping[str, Any]) -> str | None:
+        for name, limit, what in (("traffic", 100, "Traffic values need to sum to 100"),
+                                  ("mirrorTraffic", 50, "Mirror traffic values need to sum to at most 50")):
+            allocation: Mapping[str, int] = props.get(name) or {}
+            missing = [d for d in allocation
+                       if _key(f"{endpoint_path}/deployments/{d}") not in self._deployments]
+            if missing:
+                return (f"{name} refers to deployment(s) that do not exist in this endpoint: "
+                        f"{', '.join(missing)}.")
+            if any(not 0 <= int(v) <= 100 for v in allocation.values()):
+                return f"{name} values must be between 0 and 100."
+            total = sum(int(v) for v in allocation.values())
+            if (name == "traffic" and total not in (0, 100)) or total > limit:
+                return f"{what}; got {total}."
+        return None
+
     # -- writes (long-running) ---------------------------------------------------------------
 
     def _put_endpoint(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
         ws = self._workspace(match)
         if ws is None:
             return self._no_workspace(match)
-        body = request.body or {}
-        props = dict(body.get("properties") or {})
-        problem = self._traffic_problem(request.path, props.get("traffic") or {})
+        refused = self._name_problem(match["ep"], "an endpoint")
+        if refused:
+            return refused
+        problems = check(rest.OnlineEndpoint, request.body, operation="create")
+        if problems:
+            return invalid_body(problems, "UserError")
+        body: dict[str, Any] = request.body
+        busy = self._busy(self._endpoints.get(_key(request.path)), "Endpoint", match["ep"])
+        if busy:
+            return busy
+        props = dict(body["properties"])
+        problem = self._traffic_problem(request.path, props)
         if problem:
-            return arm_error(400, "UserError", problem)
+            return _user_error(problem, target="properties.traffic")
         name = match["ep"]
-        location = body.get("location") or ws["location"]
-        scoring = (f"https://{name}.{location}.inference.ml.azure.com" if not props.get("compute")
-                   else f"http://fake-k8s.{location}.local/api/v1/endpoint/{name}")
+        scoring = (f"https://{name}.{ws['location']}.inference.ml.azure.com" if not props.get("compute")
+                   else f"http://fake-k8s.{ws['location']}.local/api/v1/endpoint/{name}")
         props.update({"traffic": dict(props.get("traffic") or {}),
                       "mirrorTraffic": dict(props.get("mirrorTraffic") or {}),
                       "scoringUri": f"{scoring}/score", "swaggerUri": f"{scoring}/swagger.json"})
@@ -321,37 +497,71 @@ class MlService:
         return self._put(request, ws, {**body, "name": name, "properties": props,
                                        "type": f"{NAMESPACE}/workspaces/onlineEndpoints"})
 
-    def _traffic_problem(self, endpoint_path: str, traffic: Mapping[str, Any]) -> str | None:
-        missing = [d for d in traffic if _key(f"{endpoint_path}/deployments/{d}") not in self._deployments]
-        if missing:
-            return f"Traffic allocation refers to deployment(s) that do not exist: {', '.join(missing)}."
-        total = sum(int(v) for v in traffic.values())
-        if total not in (0, 100):
-            return f"Traffic values must sum to 100 (or 0); got {total}."
-        return None
-
     def _put_deployment(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
         ws = self._workspace(match)
         if ws is None:
             return self._no_workspace(match)
+        refused = self._name_problem(match["dep"], "a deployment")
+        if refused:
+            return refused
+        problems = check(rest.OnlineDeployment, request.body, operation="create")
+        if problems:
+            return invalid_body(problems, "UserError")
+        body: dict[str, Any] = request.body
         endpoint_path = request.path.rsplit("/deployments/", 1)[0]
-        if _key(endpoint_path) not in self._endpoints:
+        endpoint = self._endpoints.get(_key(endpoint_path))
+        if endpoint is None:
             return arm_error(404, "UserError", f"Endpoint {match['ep']} not found.")
-        body = request.body or {}
-        props = {**copy.deepcopy(DEPLOYMENT_DEFAULTS), **(body.get("properties") or {})}
-        if props.get("endpointComputeType") == "Kubernetes":
+        state = _state(endpoint)
+        if state.lower() != "succeeded":
+            message = (f"Cannot create a deployment in endpoint {match['ep']} because it is in {state} "
+                       "provisioning state.")
+            return _conflict(message) if state.lower() in BUSY else _user_error(message)
+        busy = self._busy(self._deployments.get(_key(request.path)), "Deployment", match["dep"])
+        if busy:
+            return busy
+        props = {**copy.deepcopy(DEPLOYMENT_DEFAULTS), **body["properties"]}
+        problem = self._deployment_problem(body, props, endpoint)
+        if problem:
+            return problem
+        if props["endpointComputeType"].lower() == "kubernetes":
             props = {**copy.deepcopy(KUBERNETES_DEFAULTS), **props}
-        model = props.get("model")
-        if model and model.startswith("/subscriptions/") and _key(model) not in self._models:
-            return arm_error(400, "UserError", f"Model {model} was not found.")
         return self._put(request, ws, {**body, "name": match["dep"], "properties": props,
                                        "type": f"{NAMESPACE}/workspaces/onlineEndpoints/deployments"})
+
+    def _deployment_problem(self, body: Mapping[str, Any], props: dict[str, Any],
+                            endpoint: Mapping[str, Any]) -> Reply | None:
+        sku = body.get("sku")
+        if not sku:
+            return _user_error("A deployment needs sku (its capacity is the instance count).", "sku")
+        if int(sku.get("capacity") or 0) < 1:
+            return _user_error(f"sku.capacity (the instance count) must be at least 1, got "
+                               f"{sku.get('capacity')}.", "sku.capacity")
+        compute_type = str(props["endpointComputeType"])
+        on_kubernetes = bool((endpoint.get("properties") or {}).get("compute"))
+        if (compute_type.lower() == "kubernetes") != on_kubernetes:
+            return _user_error(f"A {compute_type} deployment cannot be created in a "
+                               f"{'Kubernetes' if on_kubernetes else 'managed'} endpoint.",
+                               "properties.endpointComputeType")
+        if compute_type.lower() == "managed":
+            props.setdefault("instanceType", DEFAULT_INSTANCE_TYPE)
+            if str(props["instanceType"]).lower() not in MANAGED_INSTANCE_TYPES:
+                return _user_error(f"Instance type {props['instanceType']} is not supported for managed "
+                                   "online endpoints.", "properties.instanceType")
+        for name, store in (("model", self._models), ("environmentId", self._environments)):
+            reference = props.get(name)
+            if reference and str(reference).startswith("/subscriptions/") and \
+                    _key(reference) not in store:
+                return _user_error(f"{reference} was not found.", f"properties.{name}")
+        code = (props.get("codeConfiguration") or {}).get("codeId")
+        if code and str(code).startswith("/subscriptions/") and _key(code) not in self._codes:
+            return _user_error(f"{code} was not found.", "properties.codeConfiguration.codeId")
+        return None
 
     def _put(self, request: RecordedRequest, ws: Mapping[str, Any], resource: dict[str, Any]) -> Reply:
         store, key = self._store(request.path), _key(request.path)
         existing = store.get(key)
         resource["id"] = request.path
-        resource.setdefault("location", ws["location"])
         resource.setdefault("tags", {})
         resource["systemData"] = existing["systemData"] if existing else _system_data()
         resource["properties"]["provisioningState"] = "Updating" if existing else "Creating"
@@ -372,11 +582,25 @@ class MlService:
         store, key = self._store(request.path), _key(request.path)
         if ws is None or key not in store:
             return arm_error(404, "UserError", f"{request.path.rsplit('/', 1)[-1]} not found.")
-        resource, patch = store[key], request.body or {}
-        for name in ("tags", "sku", "identity", "kind"):
+        deployment = store is self._deployments
+        model = (rest.PartialMinimalTrackedResourceWithSku if deployment
+                 else rest.PartialMinimalTrackedResourceWithIdentity)
+        problems = check(model, request.body, operation="update")
+        if problems:
+            return invalid_body(problems, "UserError")
+        resource, patch = store[key], dict(request.body)
+        busy = self._busy(resource, "Deployment" if deployment else "Endpoint",
+                          request.path.rsplit("/", 1)[-1])
+        if busy:
+            return busy
+        if deployment and "sku" in patch:
+            capacity = (patch["sku"] or {}).get("capacity")
+            if capacity is not None and int(capacity) < 1:
+                return _user_error(f"sku.capacity must be at least 1, got {capacity}.", "sku.capacity")
+            patch["sku"] = {**(resource.get("sku") or {}), **(patch["sku"] or {})}
+        for name in ("tags", "sku", "identity"):
             if name in patch:
                 resource[name] = patch[name]
-        resource["properties"].update(patch.get("properties") or {})
         resource["properties"]["provisioningState"] = "Updating"
         return Reply(202, None, self._start(request, ws, key, store, delete=False))
 
@@ -385,10 +609,14 @@ class MlService:
         store, key = self._store(request.path), _key(request.path)
         if ws is None or key not in store:
             return Reply(204)
+        kind = "Deployment" if store is self._deployments else "Endpoint"
+        busy = self._busy(store[key], kind, request.path.rsplit("/", 1)[-1])
+        if busy:
+            return busy
         if store is self._deployments:
             endpoint = self._endpoints.get(_key(request.path.rsplit("/deployments/", 1)[0]), {})
             if int(endpoint.get("properties", {}).get("traffic", {}).get(match["dep"], 0)):
-                return arm_error(400, "UserError", f"Deployment {match['dep']} still receives traffic.")
+                return _user_error(f"Deployment {match['dep']} still receives traffic.")
         store[key]["properties"]["provisioningState"] = "Deleting"
         return Reply(202, None, self._start(request, ws, key, store, delete=True))
 

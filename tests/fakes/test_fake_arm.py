@@ -1,10 +1,10 @@
 """The fake ARM answers the REAL azure-ai-ml and azure-mgmt-datafactory clients, over HTTPS,
-authenticated by DefaultAzureCredential through the App Service managed-identity endpoint."""
+authenticated by DefaultAzureCredential through the App Service managed-identity endpoint, and it is
+as strict as ARM: one test per leniency of issue 11 (item 4) shows ARM's status and error body."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,26 +24,19 @@ from azure.identity import DefaultAzureCredential
 from azure.mgmt.core import ARMPipelineClient
 from azure.mgmt.core.polling.arm_polling import ARMPolling
 from azure.mgmt.datafactory import DataFactoryManagementClient
+from azure.mgmt.datafactory.models import RunFilterParameters
 
-from tests.fakes.arm import FakeArm, NetworkGuard, fake_arm_fixture
+from tests.fakes.arm import FakeArm, fake_arm_fixture
 
 FAST = {"retry_total": 2, "retry_backoff_factor": 0.01, "polling_interval": 0.01}
 ENDPOINTS = r"/onlineEndpoints/(?P<ep>[^/]+)$"
 FACTORY, PIPELINE = "adf-amlevents", "retrain"
+DECLARED: dict[str, dict[str, Any]] = {
+    "modelName": {"type": "String"}, "threshold": {"type": "Float", "defaultValue": 0.5}}
+ML_API, ADF_API = "2023-04-01-preview", "2018-06-01"
 
 
-@pytest.fixture
-def guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[NetworkGuard]:
-    """No test reaches beyond loopback; any attempt fails the test."""
-    network = NetworkGuard().install(monkeypatch)
-    yield network
-    assert network.attempts == []
-
-
-@pytest.fixture
-def arm(monkeypatch: pytest.MonkeyPatch, guard: NetworkGuard) -> Iterator[FakeArm]:
-    """A fake ARM with managed-identity, ML cloud and CA variables set."""
-    yield from fake_arm_fixture(monkeypatch)
+arm = fake_arm_fixture()
 
 
 def ml_client(arm: FakeArm, **kwargs: Any) -> MLClient:
@@ -220,7 +213,7 @@ def test_patch_endpoint_is_a_long_running_operation(arm: FakeArm) -> None:
 
 
 def test_create_run_and_follow_its_status(arm: FakeArm) -> None:
-    arm.adf.add_pipeline(FACTORY, PIPELINE)
+    arm.adf.add_pipeline(FACTORY, PIPELINE, parameters=DECLARED)
     adf = adf_client(arm)
     run = adf.pipelines.create_run(arm.resource_group, FACTORY, PIPELINE,
                                    parameters={"modelName": "iris", "threshold": 0.3})
@@ -274,7 +267,7 @@ def test_400_surfaces_the_arm_message(arm: FakeArm) -> None:
 
 
 def test_accept_then_time_out_creates_the_run(arm: FakeArm) -> None:
-    arm.adf.add_pipeline(FACTORY, PIPELINE)
+    arm.adf.add_pipeline(FACTORY, PIPELINE, parameters=DECLARED)
     arm.adf.accept_then_time_out(PIPELINE, seconds=2)
     with pytest.raises(ServiceResponseError):
         adf_client(arm, retry_total=0, read_timeout=0.3).pipelines.create_run(
@@ -311,3 +304,261 @@ def test_token_endpoint_checks_the_identity_header(arm: FakeArm) -> None:
     right = requests.get(arm.token_url, params=query, timeout=5,
                          headers={"X-IDENTITY-HEADER": arm.identity_header})
     assert right.json()["token_type"] == "Bearer" and int(right.json()["expires_on"]) > time.time()
+
+
+# -- as strict as ARM: each leniency of issue 11 item 4, with ARM's status and error body -------
+
+
+def raw(arm: FakeArm, method: str, path: str, body: Any = None, *,
+        api_version: str = ML_API) -> requests.Response:
+    """One ARM call outside the SDKs (they refuse bad names and bodies before sending), with a
+    token from the managed-identity endpoint, as any client would get it."""
+    token = requests.get(arm.token_url, params={"api-version": "2019-08-01", "resource": arm.url},
+                         headers={"X-IDENTITY-HEADER": arm.identity_header}, timeout=5)
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    return requests.request(method, f"{arm.url}{path}", params={"api-version": api_version},
+                            json=body, headers=headers, verify=arm.ca_path, timeout=10)
+
+
+def ws_path(arm: FakeArm, rest: str = "") -> str:
+    return (f"/subscriptions/{arm.subscription_id}/resourceGroups/{arm.resource_group}/providers/"
+            f"Microsoft.MachineLearningServices/workspaces/{arm.workspace_name}{rest}")
+
+
+def factory_path(arm: FakeArm, rest: str = "") -> str:
+    return (f"/subscriptions/{arm.subscription_id}/resourceGroups/{arm.resource_group}/providers/"
+            f"Microsoft.DataFactory/factories/{FACTORY}{rest}")
+
+
+def arm_error_of(response: requests.Response, status: int) -> dict[str, Any]:
+    """The ``error`` of an ARM error body, after checking the status and the body's shape."""
+    assert response.status_code == status, response.text
+    error: dict[str, Any] = response.json()["error"]
+    assert {"code", "message", "target", "details"} <= set(error)
+    return error
+
+
+def endpoint_body(arm: FakeArm, **properties: Any) -> dict[str, Any]:
+    return {"location": arm.location, "properties": {"authMode": "Key", **properties}}
+
+
+def deployment_body(arm: FakeArm, *, model: str = "", sku: Any = None, **properties: Any
+                    ) -> dict[str, Any]:
+    props = {"endpointComputeType": "Managed", "instanceType": "Standard_DS3_v2",
+             "model": model or arm.ml.add_model("iris", "3"), **properties}
+    body = {"location": arm.location, "properties": {k: v for k, v in props.items() if v is not None},
+            "sku": {"name": "Default", "capacity": 1} if sku is None else sku}
+    return {k: v for k, v in body.items() if v != {}}
+
+
+def ready_endpoint(arm: FakeArm, name: str = "ep1") -> None:
+    """An endpoint whose creation has completed."""
+    assert raw(arm, "PUT", ws_path(arm, f"/onlineEndpoints/{name}"), endpoint_body(arm)).status_code == 201
+    arm.ml.set_provisioning_state(name, "Succeeded")
+
+
+def test_api_versions_are_those_the_specs_define_per_resource_type(arm: FakeArm) -> None:
+    body = endpoint_body(arm)
+    unknown = raw(arm, "PUT", ws_path(arm, "/onlineEndpoints/ep1"), body, api_version="1999-01-01")
+    error = arm_error_of(unknown, 400)
+    assert error["code"] == "NoRegisteredProviderFound"
+    assert "API version '1999-01-01' for type 'workspaces/onlineEndpoints'" in error["message"]
+    assert "2022-02-01-preview" in error["message"] and not arm.ml.has_endpoint("ep1")
+    # 2022-01-01-preview exists for workspaces, not for online endpoints (no mfe.json in it)
+    assert raw(arm, "GET", ws_path(arm), api_version="2022-01-01-preview").status_code == 200
+    older = raw(arm, "GET", ws_path(arm, "/onlineEndpoints/ep1"), api_version="2022-01-01-preview")
+    assert arm_error_of(older, 400)["code"] == "NoRegisteredProviderFound"
+    malformed = raw(arm, "GET", ws_path(arm), api_version="latest")
+    assert arm_error_of(malformed, 400)["code"] == "InvalidApiVersionParameter"
+    arm.adf.add_pipeline(FACTORY, PIPELINE)
+    adf = raw(arm, "POST", factory_path(arm, "/queryPipelineRuns"), {}, api_version="2017-09-01-preview")
+    assert "for type 'factories/queryPipelineRuns'" in arm_error_of(adf, 400)["message"]
+
+
+def test_put_endpoint_body_is_checked_with_the_sdk_rest_model(arm: FakeArm) -> None:
+    empty = arm_error_of(raw(arm, "PUT", ws_path(arm, "/onlineEndpoints/ep1"), {}), 400)
+    assert {d["target"] for d in empty["details"]} == {"location", "properties"}
+    no_auth = raw(arm, "PUT", ws_path(arm, "/onlineEndpoints/ep1"),
+                  {"location": arm.location, "properties": {}})
+    assert [d["target"] for d in arm_error_of(no_auth, 400)["details"]] == ["properties.authMode"]
+    bad_enum = raw(arm, "PUT", ws_path(arm, "/onlineEndpoints/ep1"), endpoint_body(arm, authMode="Open"))
+    assert "EndpointAuthMode" in arm_error_of(bad_enum, 400)["message"]
+    assert not arm.ml.has_endpoint("ep1")
+
+
+@pytest.mark.parametrize("name", ["bad_name!", "ab", "1st-endpoint", "ends-with-", "x" * 33])
+def test_endpoint_and_deployment_names_follow_the_documented_rule(arm: FakeArm, name: str) -> None:
+    put = raw(arm, "PUT", ws_path(arm, f"/onlineEndpoints/{name}"), endpoint_body(arm))
+    assert arm_error_of(put, 400)["target"] == "name"
+    ready_endpoint(arm)
+    dep = raw(arm, "PUT", ws_path(arm, f"/onlineEndpoints/ep1/deployments/{name}"),
+              deployment_body(arm))
+    assert "3 to 32 characters" in arm_error_of(dep, 400)["message"]
+
+
+@pytest.mark.parametrize(("change", "target"), [
+    ({"endpointComputeType": None}, "properties.endpointComputeType"),
+    ({"sku": {}}, "sku"),
+    ({"sku": {"name": "Default", "capacity": 0}}, "sku.capacity"),
+    ({"instanceType": "Standard_XYZ"}, "properties.instanceType"),
+    ({"model": "/subscriptions/x/resourceGroups/y/providers/Microsoft.MachineLearningServices/"
+               "workspaces/z/models/ghost/versions/1"}, "properties.model"),
+], ids=["no endpointComputeType", "no sku", "capacity 0", "unknown instance type", "missing model"])
+def test_deployment_put_is_refused(arm: FakeArm, change: dict[str, Any], target: str) -> None:
+    ready_endpoint(arm)
+    body = deployment_body(arm, **change)
+    refused = arm_error_of(raw(arm, "PUT", ws_path(arm, "/onlineEndpoints/ep1/deployments/blue"), body), 400)
+    assert refused["target"] == target, refused
+    assert arm.ml.deployments("ep1") == []
+
+
+def test_known_instance_types_are_accepted(arm: FakeArm) -> None:
+    ready_endpoint(arm)
+    for name, sku in (("blue", "Standard_E4s_v3"), ("green", "standard_f4s_v2")):
+        put = raw(arm, "PUT", ws_path(arm, f"/onlineEndpoints/ep1/deployments/{name}"),
+                  deployment_body(arm, instanceType=sku))
+        assert put.status_code == 201, put.text
+
+
+def test_traffic_naming_a_missing_deployment_is_refused(arm: FakeArm) -> None:
+    ready_endpoint(arm)
+    put = raw(arm, "PUT", ws_path(arm, "/onlineEndpoints/ep1"), endpoint_body(arm, traffic={"ghost": 100}))
+    error = arm_error_of(put, 400)
+    assert error["target"] == "properties.traffic" and "ghost" in error["message"]
+    assert arm.ml.endpoint("ep1").traffic == {}
+
+
+def test_patch_takes_only_what_the_partial_models_have(arm: FakeArm) -> None:
+    ready_endpoint(arm)
+    patch = raw(arm, "PATCH", ws_path(arm, "/onlineEndpoints/ep1"), {"properties": {"traffic": {}}})
+    error = arm_error_of(patch, 400)
+    assert error["code"] == "InvalidRequestContent" and error["target"] == "properties"
+    assert "PartialMinimalTrackedResourceWithIdentity" in error["message"]
+    assert raw(arm, "PATCH", ws_path(arm, "/onlineEndpoints/ep1"), {"tags": {"a": "b"}}).status_code == 202
+
+
+def test_busy_resources_answer_409_conflict(arm: FakeArm) -> None:
+    # GIVEN an endpoint whose creation nobody polls: it stays Creating
+    assert raw(arm, "PUT", ws_path(arm, "/onlineEndpoints/ep1"), endpoint_body(arm)).status_code == 201
+    assert arm.ml.endpoint("ep1").provisioning_state == "Creating"
+    # THEN another PUT, a PATCH, a DELETE and a deployment PUT all answer 409
+    again = arm_error_of(raw(arm, "PUT", ws_path(arm, "/onlineEndpoints/ep1"), endpoint_body(arm)), 409)
+    assert again["code"] == "Conflict" and "Creating" in again["message"]
+    assert raw(arm, "PATCH", ws_path(arm, "/onlineEndpoints/ep1"), {"tags": {}}).status_code == 409
+    assert raw(arm, "DELETE", ws_path(arm, "/onlineEndpoints/ep1")).status_code == 409
+    dep = raw(arm, "PUT", ws_path(arm, "/onlineEndpoints/ep1/deployments/blue"), deployment_body(arm))
+    assert arm_error_of(dep, 409)["message"] == (
+        "Cannot create a deployment in endpoint ep1 because it is in Creating provisioning state.")
+    # AND a deployment that is itself being updated refuses another PUT
+    arm.ml.set_provisioning_state("ep1", "Succeeded")
+    assert raw(arm, "PUT", ws_path(arm, "/onlineEndpoints/ep1/deployments/blue"),
+               deployment_body(arm)).status_code == 201
+    busy = raw(arm, "PUT", ws_path(arm, "/onlineEndpoints/ep1/deployments/blue"), deployment_body(arm))
+    assert arm_error_of(busy, 409)["code"] == "Conflict"
+
+
+@pytest.mark.parametrize("state", ["Failed", "Canceled"])
+def test_deployment_into_a_failed_or_canceled_endpoint_is_refused(arm: FakeArm, state: str) -> None:
+    ready_endpoint(arm)
+    arm.ml.set_provisioning_state("ep1", state)
+    dep = raw(arm, "PUT", ws_path(arm, "/onlineEndpoints/ep1/deployments/blue"), deployment_body(arm))
+    assert f"because it is in {state} provisioning state" in arm_error_of(dep, 400)["message"]
+    # a PUT of the endpoint itself is allowed (it is how a failed endpoint is repaired)
+    assert raw(arm, "PUT", ws_path(arm, "/onlineEndpoints/ep1"), endpoint_body(arm)).status_code == 200
+
+
+def test_deleting_then_404_once_the_delete_completed(arm: FakeArm) -> None:
+    ready_endpoint(arm)
+    deleting = raw(arm, "DELETE", ws_path(arm, "/onlineEndpoints/ep1"))
+    assert deleting.status_code == 202
+    during = raw(arm, "GET", ws_path(arm, "/onlineEndpoints/ep1"))
+    assert during.json()["properties"]["provisioningState"] == "Deleting"
+    assert raw(arm, "PUT", ws_path(arm, "/onlineEndpoints/ep1"), endpoint_body(arm)).status_code == 409
+    status, url = "InProgress", deleting.headers["Azure-AsyncOperation"]
+    while status == "InProgress":  # the operation completes as its status is polled
+        status = raw(arm, "GET", url.removeprefix(arm.url).split("?")[0]).json()["status"]
+    assert status == "Succeeded"
+    gone = arm_error_of(raw(arm, "GET", ws_path(arm, "/onlineEndpoints/ep1")), 404)
+    assert "ep1" in gone["message"] and not arm.ml.has_endpoint("ep1")
+
+
+def test_environment_latest_is_the_newest_version(arm: FakeArm) -> None:
+    arm.ml.add_environment("sk-env", "1")
+    arm.ml.add_environment("sk-env", "7")
+    assert ml_client(arm).environments.get("sk-env", label="latest").version == "7"
+    listing = arm.requests_matching("GET", r"/environments/sk-env/versions$")[0]
+    assert listing.query["$orderBy"] == "createdtime desc" and listing.query["$top"] == "1"
+
+
+# -- Data Factory: declared parameters, queryPipelineRuns as documented -------------------------
+
+
+def test_create_run_checks_the_declared_parameters(arm: FakeArm) -> None:
+    arm.adf.add_pipeline(FACTORY, PIPELINE, parameters=DECLARED)
+    path = factory_path(arm, f"/pipelines/{PIPELINE}/createRun")
+    undeclared = arm_error_of(raw(arm, "POST", path, {"modelName": "iris", "extra": 1},
+                                  api_version=ADF_API), 400)
+    assert undeclared["code"] == "BadRequest" and "extra" in undeclared["message"]
+    missing = arm_error_of(raw(arm, "POST", path, {"threshold": 0.2}, api_version=ADF_API), 400)
+    assert "required parameter(s) modelName" in missing["message"]
+    wrong = arm_error_of(raw(arm, "POST", path, {"modelName": "iris", "threshold": "high"},
+                             api_version=ADF_API), 400)
+    assert "not a valid Float" in wrong["message"]
+    assert arm.adf.runs() == []
+    ok = raw(arm, "POST", path, {"modelName": "iris"}, api_version=ADF_API)
+    run = arm.adf.run(ok.json()["runId"])
+    assert run.raw["parameters"] == {"modelName": "iris", "threshold": "0.5"}  # the default included
+
+
+@pytest.mark.parametrize(("rule", "fragment"), [
+    ({"operand": "PipelineName", "operator": "Like", "values": [PIPELINE]}, "RunQueryFilterOperator"),
+    ({"operand": "ActivityName", "operator": "Equals", "values": ["copy"]}, "cannot be used"),
+    ({"operand": "PipelineName", "operator": "Equals"}, "values"),
+], ids=["unknown operator", "activity operand", "no values"])
+def test_query_pipeline_runs_refuses_what_adf_refuses(arm: FakeArm, rule: dict[str, Any],
+                                                      fragment: str) -> None:
+    arm.adf.add_pipeline(FACTORY, PIPELINE)
+    body = {"lastUpdatedAfter": "2020-01-01T00:00:00Z", "lastUpdatedBefore": "2999-01-01T00:00:00Z",
+            "filters": [rule]}
+    error = arm_error_of(raw(arm, "POST", factory_path(arm, "/queryPipelineRuns"), body,
+                             api_version=ADF_API), 400)
+    assert fragment in error["message"]
+
+
+def test_query_pipeline_runs_filters_orders_and_pages(arm: FakeArm) -> None:
+    arm.adf.add_pipeline(FACTORY, PIPELINE)
+    arm.adf.add_pipeline(FACTORY, "other")
+    arm.adf.page_size = 1
+    adf = adf_client(arm)
+    first = adf.pipelines.create_run(arm.resource_group, FACTORY, PIPELINE).run_id
+    adf.pipelines.create_run(arm.resource_group, FACTORY, "other")
+    second = adf.pipelines.create_run(arm.resource_group, FACTORY, PIPELINE).run_id
+    arm.adf.set_run_status(first, "Succeeded")
+    window: dict[str, Any] = {"lastUpdatedAfter": "2020-01-01T00:00:00Z",
+                              "lastUpdatedBefore": "2999-01-01T00:00:00Z"}
+    body: dict[str, Any] = {
+        **window, "filters": [{"operand": "PipelineName", "operator": "Equals", "values": [PIPELINE]}],
+        "orderBy": [{"orderBy": "RunStart", "order": "DESC"}]}
+    pages: list[list[str]] = []
+    token: str | None = None
+    while True:
+        page = adf.pipeline_runs.query_by_factory(
+            arm.resource_group, FACTORY, RunFilterParameters({**body, "continuationToken": token}))
+        pages.append([str(r.run_id) for r in page.value])
+        token = page.continuation_token
+        if not token:
+            break
+    assert pages == [[second], [first]]
+    not_running: dict[str, Any] = {**window, "filters": [
+        {"operand": "Status", "operator": "NotIn", "values": ["Succeeded", "Failed", "Cancelled"]}]}
+    not_done = adf.pipeline_runs.query_by_factory(arm.resource_group, FACTORY,
+                                                  RunFilterParameters(not_running))
+    assert len(not_done.value) == 1 and first not in {r.run_id for r in not_done.value}
+
+
+def test_cancel_is_asynchronous(arm: FakeArm) -> None:
+    arm.adf.add_pipeline(FACTORY, PIPELINE)
+    adf = adf_client(arm)
+    run_id = adf.pipelines.create_run(arm.resource_group, FACTORY, PIPELINE).run_id
+    adf.pipeline_runs.cancel(arm.resource_group, FACTORY, run_id)
+    assert adf.pipeline_runs.get(arm.resource_group, FACTORY, run_id).status == "Canceling"

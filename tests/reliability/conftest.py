@@ -24,8 +24,8 @@ from handlers.ledger.ledger import LedgerEntry
 from handlers.retrain.settings import ARM_ENDPOINT, READ_RETRIES, ROUTES, TIMEOUT_S
 from handlers.runtime.dispatch import Dispatcher, default_dispatcher
 from tests.conftest import SAMPLE_TOPIC, load_sample
-from tests.fakes.arm import FakeArm, NetworkGuard, start_fake_arm
-from tests.fakes.arm_adf import serve_query_pipeline_runs
+from tests.fakes.arm import FakeArm, fake_arm_fixture
+from tests.fakes.arm_adf import AMLEVENTS_PARAMETERS
 from tests.reliability.workers import post
 
 FIGURES = pytest.StashKey[list[str]]()
@@ -143,17 +143,13 @@ def ledger_rows(env: dict[str, str]) -> list[LedgerEntry]:
 
 # -- the fake ARM ----------------------------------------------------------------------------
 
-@pytest.fixture
-def arm(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm]:
-    """The shared fake ARM (HTTPS, managed identity) with a pipeline and a model; loopback only."""
-    guard = NetworkGuard().install(monkeypatch)
-    with start_fake_arm() as fake:
-        fake.apply_env(monkeypatch)
-        fake.adf.add_pipeline(FACTORY, PIPELINE)
-        serve_query_pipeline_runs(fake)
-        fake.ml.add_model(MODEL, "20")
-        yield fake
-    assert guard.attempts == []
+def _seed(fake: FakeArm) -> None:
+    """A retraining pipeline declaring amlevents' parameters, and the model the events name."""
+    fake.adf.add_pipeline(FACTORY, PIPELINE, parameters=AMLEVENTS_PARAMETERS)
+    fake.ml.add_model(MODEL, "20")
+
+
+arm = fake_arm_fixture(_seed)  # the shared fake ARM (HTTPS, managed identity), loopback only
 
 
 def workspace_id(arm: FakeArm) -> str:

@@ -1,8 +1,9 @@
 """Faults: Azure (fake ARM), SMTP and webhooks answering 429/503/timeouts N times, then success.
 
 Each event goes through the HTTP host and is redelivered like Event Grid does (again while the
-host answers 500). Transient faults → done exactly once after the redeliveries, nothing lost;
-a 400 → failed at once, and its redelivery is a duplicate that touches nothing.
+host answers 500). Transient faults (409 Conflict included: another operation in progress) → done
+exactly once after the redeliveries, nothing lost; a 400 → failed at once, and its redelivery is a
+duplicate that touches nothing.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ RETRAIN_FAULTS = [
     Fault("429 Retry-After x3", lambda arm: arm.fail_next(
         "POST", CREATE_RUN, 429, times=3, headers={"Retry-After": "1"}), 4),
     Fault("503 x2", lambda arm: arm.fail_next("POST", CREATE_RUN, 503, times=2), 3),
+    Fault("409 Conflict", lambda arm: arm.fail_next(
+        "POST", CREATE_RUN, 409, headers={"Retry-After": "1"}), 2),
     Fault("gateway timeout x2", lambda arm: arm.fail_next(
         "POST", CREATE_RUN, 504, times=2, delay_s=1.5), 3,
           env=(("AMLEVENTS_RETRAIN_TIMEOUT_S", "1"),
@@ -66,6 +69,8 @@ DEPLOY_FAULTS = [
     Fault("429 Retry-After x2", lambda arm: arm.fail_next(
         "PUT", DEPLOYMENT_PUT, 429, times=2, headers={"Retry-After": "1"}), 3),
     Fault("503 x2", lambda arm: arm.fail_next("GET", MODEL_GET, 503, times=2), 3),
+    Fault("409 Conflict", lambda arm: arm.fail_next(
+        "PUT", DEPLOYMENT_PUT, 409, headers={"Retry-After": "1"}), 2),
     Fault("timeout x1", lambda arm: arm.delay_next("GET", MODEL_GET, 2.0), 2,
           env=(("AMLEVENTS_DEPLOY_HTTP_TIMEOUT_S", "1"),)),
     Fault("400", lambda arm: arm.fail_next("PUT", DEPLOYMENT_PUT, 400), 1, Outcome.FAILED),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from handlers.events.parse import ModelRegistered, parse_event
 from handlers.outcome import Outcome
 from handlers.runtime.dispatch import Dispatcher, DispatchResult
 from handlers.runtime.routing import ON_MODEL_REGISTERED
-from tests.fakes.arm import FakeArm, NetworkGuard, start_fake_arm
+from tests.fakes.arm import FakeArm, fake_arm_fixture
 
 Sample = Callable[[str], dict[str, Any]]
 MODEL = "sklearn_regression_model"
@@ -27,13 +27,7 @@ EP_PATH = r"/onlineEndpoints/sklearn-regression-model$"
 DEP_PATH = r"/onlineEndpoints/sklearn-regression-model/deployments/[^/]+$"
 
 
-@pytest.fixture
-def arm(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm]:
-    """The fake ARM with its environment applied, and no connection beyond loopback."""
-    NetworkGuard().install(monkeypatch)
-    with start_fake_arm() as fake:
-        fake.apply_env(monkeypatch)
-        yield fake
+arm = fake_arm_fixture()
 
 
 @pytest.fixture
@@ -164,6 +158,7 @@ def test_custom_model_with_environment_and_scoring_script(
         arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
     arm.ml.add_model(MODEL, "20", mlflow=False)
     env_id = arm.ml.add_environment("sk-env", "3")
+    arm.ml.add_code("score-code", "2")
     result = send(live(), event(sample, arm, deploy_environment="sk-env:3",
                                 deploy_scoring_script="score-code:2/src/score.py"))
     assert result.outcome is Outcome.DONE, result.detail
@@ -265,6 +260,126 @@ def test_hung_request_times_out_and_retries(arm: FakeArm, live: Callable[..., Di
     arm.delay_next("GET", r"/models/sklearn_regression_model/versions/20$", 3.0)
     result = send(live(AMLEVENTS_DEPLOY_HTTP_TIMEOUT_S="1"), event(sample, arm))
     assert result.outcome is Outcome.RETRY
+
+
+# --- what the strict fake exposed (issue 11, item 5) ---------------------------------------------
+
+def seed_endpoint(arm: FakeArm, *deployments: str, traffic: dict[str, int] | None = None) -> None:
+    """An existing managed endpoint with these deployments of MODEL v20, made with the real SDK."""
+    from azure.ai.ml import MLClient
+    from azure.ai.ml.entities import ManagedOnlineDeployment, ManagedOnlineEndpoint
+    from azure.identity import DefaultAzureCredential
+
+    ml = MLClient(DefaultAzureCredential(), arm.subscription_id, arm.resource_group,
+                  arm.workspace_name, retry_total=0, polling_interval=0.01)
+    model_id = arm.ml.add_model(MODEL, "20")
+    endpoint = ManagedOnlineEndpoint(name=ENDPOINT, auth_mode="key")
+    ml.online_endpoints.begin_create_or_update(endpoint).result()
+    for name in deployments:
+        ml.online_deployments.begin_create_or_update(ManagedOnlineDeployment(
+            name=name, endpoint_name=ENDPOINT, model=model_id,
+            instance_type="Standard_DS3_v2", instance_count=1)).result()
+    if traffic:
+        endpoint.traffic = traffic
+        ml.online_endpoints.begin_create_or_update(endpoint).result()
+    arm.clear_requests()
+
+
+@pytest.mark.parametrize("reference", ["sk-env@latest", "azureml:sk-env@latest"])
+def test_environment_at_latest_deploys_the_newest_version(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample, reference: str) -> None:
+    # GIVEN a custom model whose tags ask for the latest version of environment sk-env
+    arm.ml.add_model(MODEL, "20", mlflow=False)
+    arm.ml.add_environment("sk-env", "3")
+    newest = arm.ml.add_environment("sk-env", "4")
+    arm.ml.add_code("score-code", "2")
+    result = send(live(), event(sample, arm, deploy_environment=reference,
+                                deploy_scoring_script="score-code:2/src/score.py"))
+    # THEN the deployment runs sk-env:4, the newest, looked up as the SDK looks up "latest"
+    assert result.outcome is Outcome.DONE, result.detail
+    assert puts(arm, DEP_PATH)[0].body["properties"]["environmentId"].lower() == newest.lower()
+    assert arm.requests_matching("GET", r"/environments/sk-env/versions$")
+
+
+def test_endpoint_being_deleted_is_waited_for_then_recreated(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    # GIVEN the endpoint is being deleted (by someone else) when the event arrives
+    seed_endpoint(arm)
+    arm.ml.delete_in_background(ENDPOINT, seconds=0.5)
+    result = send(live(), event(sample, arm))
+    # THEN the adapter waits for the delete to finish, then creates the endpoint again
+    assert result.outcome is Outcome.DONE, result.detail
+    assert '"endpoint_created":true' in result.detail
+    assert arm.ml.endpoint(ENDPOINT).provisioning_state == "Succeeded"
+    assert arm.ml.endpoint(ENDPOINT).traffic == {"v20": 100}
+
+
+def test_same_named_deployment_being_deleted_is_waited_for_then_recreated(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    seed_endpoint(arm, "v20")
+    arm.ml.delete_in_background(ENDPOINT, "v20", seconds=0.5)
+    result = send(live(), event(sample, arm))
+    assert result.outcome is Outcome.DONE, result.detail
+    assert '"deployment_state":"deployed"' in result.detail
+    assert arm.ml.deployment(ENDPOINT, "v20").provisioning_state == "Succeeded"
+    assert len(puts(arm, DEP_PATH)) == 1
+
+
+@pytest.mark.parametrize("path", [DEP_PATH, EP_PATH], ids=["deployment PUT", "endpoint PUT"])
+def test_409_conflict_is_retried_with_its_retry_after(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample, path: str) -> None:
+    # GIVEN Azure ML answers 409 (another operation in progress) with Retry-After
+    arm.ml.add_model(MODEL, "20")
+    arm.fail_next("PUT", path, 409, headers={"Retry-After": "7"}, body={"error": {
+        "code": "Conflict", "message": "Another operation is in progress on this endpoint."}})
+    dispatcher, raw = live(), event(sample, arm)
+    first = send(dispatcher, raw)
+    # THEN it is retried (Event Grid redelivers), the hint kept, and the redelivery deploys once
+    assert first.outcome is Outcome.RETRY and first.should_retry, first.detail
+    assert "409" in first.detail and "Retry-After 7" in first.detail
+    assert send(dispatcher, raw).outcome is Outcome.DONE
+    assert len(arm.ml.deployments(ENDPOINT)) == 1
+
+
+def test_409_carries_retry_after_seconds(arm: FakeArm, sample: Sample) -> None:
+    arm.ml.add_model(MODEL, "20")
+    arm.fail_next("PUT", DEP_PATH, 409, headers={"Retry-After": "7"})
+    env = {"AMLEVENTS_DEPLOY_SDK_RETRIES": "0"}
+    deployer = build_deployer(AzureMlSettings.from_mapping(env), env, None)  # type: ignore[arg-type]
+    event_ = parse_event(event(sample, arm))
+    assert isinstance(event_, ModelRegistered)
+    plan = decide(event_, DeployPolicy())
+    assert isinstance(plan, DeploymentPlan)
+    with pytest.raises(RetryableError) as caught:
+        deployer.deploy(plan)
+    assert caught.value.retry_after_s == 7.0
+
+
+@pytest.mark.parametrize("state", ["Failed", "Canceled"])
+def test_failed_or_canceled_endpoint_is_repaired_before_deploying(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample, state: str) -> None:
+    # GIVEN the endpoint exists but its last operation ended Failed (or was Canceled)
+    seed_endpoint(arm)
+    arm.ml.set_provisioning_state(ENDPOINT, state)
+    result = send(live(), event(sample, arm))
+    # THEN it is PUT again as it is (the repair), and the deployment goes into a Succeeded endpoint
+    assert result.outcome is Outcome.DONE, result.detail
+    assert f'"endpoint_repaired":"{state}"' in result.detail
+    first_put = puts(arm, EP_PATH)[0].body
+    assert first_put["properties"]["authMode"].lower() == "key" and not first_put["properties"]["traffic"]
+    assert arm.ml.endpoint(ENDPOINT).traffic == {"v20": 100}
+
+
+def test_endpoint_whose_repair_fails_fails_naming_its_state(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    seed_endpoint(arm)
+    arm.ml.set_provisioning_state(ENDPOINT, "Failed")
+    arm.fail_next_lro("PUT", EP_PATH, "QuotaExceeded", "Not enough quota in westeurope.")
+    result = send(live(), event(sample, arm))
+    assert result.outcome is Outcome.FAILED and not result.should_retry
+    assert f"endpoint {ENDPOINT} is Failed" in result.detail
+    assert "Not enough quota in westeurope." in result.detail
+    assert not puts(arm, DEP_PATH)
 
 
 # --- pure parts -------------------------------------------------------------------------------

@@ -188,6 +188,9 @@ def test_existing_service_is_updated() -> None:
 @pytest.mark.parametrize(("failure", "error"), [
     (RuntimeError("Received bad response from service: 429 Too Many Requests"), RetryableError),
     (RuntimeError("503 Service Unavailable"), RetryableError),
+    (RuntimeError("Received bad response from service: 409 Conflict"), RetryableError),
+    (RuntimeError("Conflict of operation, another operation on same entity is already running in "
+                  "workspace ws-1."), RetryableError),
     (RuntimeError("Service deployment polling reached non-successful terminal state"),
      PermanentError),
 ])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,6 +20,7 @@ from handlers.retrain.settings import (
     ARM_ENDPOINT,
     COOLDOWN_S,
     MONITOR_THRESHOLDS,
+    PARAMETER_NAMES,
     READ_RETRIES,
     ROUTES,
     TIMEOUT_S,
@@ -27,8 +28,8 @@ from handlers.retrain.settings import (
 )
 from handlers.runtime.dispatch import Dispatcher, DispatchResult
 from handlers.runtime.routing import ON_DRIFT_DETECTED
-from tests.fakes.arm import FakeArm, NetworkGuard, start_fake_arm
-from tests.fakes.arm_adf import serve_query_pipeline_runs
+from tests.fakes.arm import FakeArm, fake_arm_fixture
+from tests.fakes.arm_adf import AMLEVENTS_PARAMETERS
 
 Sample = Callable[[str], dict[str, Any]]
 FACTORY, PIPELINE, OTHER_PIPELINE = "adf-amlevents", "retrain-model", "retrain-other"
@@ -41,17 +42,14 @@ QUERY = r"/queryPipelineRuns$"
 
 # -- fixtures and helpers ------------------------------------------------------------------
 
-@pytest.fixture
-def arm(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm]:
-    """The shared fake ARM (managed identity, CA) with the retraining pipelines declared."""
-    guard = NetworkGuard().install(monkeypatch)
-    with start_fake_arm() as fake:
-        fake.apply_env(monkeypatch)
-        fake.adf.add_pipeline(FACTORY, PIPELINE)
-        fake.adf.add_pipeline(FACTORY, OTHER_PIPELINE)
-        serve_query_pipeline_runs(fake, page_size=1)  # small pages: the runner must follow tokens
-        yield fake
-    assert guard.attempts == []
+def _pipelines(fake: FakeArm) -> None:
+    """The retraining pipelines, declaring the parameters amlevents passes (as the docs ask)."""
+    fake.adf.add_pipeline(FACTORY, PIPELINE, parameters=AMLEVENTS_PARAMETERS)
+    fake.adf.add_pipeline(FACTORY, OTHER_PIPELINE, parameters=AMLEVENTS_PARAMETERS)
+    fake.adf.page_size = 1  # small pages: the runner must follow continuation tokens
+
+
+arm = fake_arm_fixture(_pipelines)
 
 
 def target(arm: FakeArm, pipeline: str = PIPELINE) -> dict[str, str]:
@@ -148,6 +146,21 @@ def test_in_progress_run_refuses_a_second_one_until_it_ends(
     arm.adf.set_run_status(started, "Succeeded")
     after = deliver(dispatcher, drift(sample, "after"))
     assert after.outcome is Outcome.DONE and run_id_of(after) != started
+    assert len(arm.adf.runs()) == 2
+
+
+def test_canceling_run_blocks_a_new_one(arm: FakeArm, live: Callable[..., Dispatcher],
+                                        sample: Sample) -> None:
+    # GIVEN the monitor's last run is being cancelled (Canceling is not final in ADF)
+    dispatcher = live()
+    started = run_id_of(deliver(dispatcher, drift(sample, "first")))
+    arm.adf.set_run_status(started, "Canceling")
+    # WHEN new drift arrives THEN no second run starts while it still cancels
+    refused = deliver(dispatcher, drift(sample, "while-canceling"))
+    assert refused.outcome is Outcome.SKIPPED, refused.detail
+    assert started in refused.detail and "Canceling" in refused.detail
+    arm.adf.set_run_status(started, "Cancelled")
+    assert deliver(dispatcher, drift(sample, "after")).outcome is Outcome.DONE
     assert len(arm.adf.runs()) == 2
 
 
@@ -248,6 +261,36 @@ def test_503_is_retried_and_the_redelivery_starts_exactly_one_run(
     assert len(arm.requests_matching("POST", CREATE)) == 1  # azure-core did not re-POST
     assert deliver(dispatcher, drift(sample)).outcome is Outcome.DONE
     assert len(arm.adf.runs()) == 1
+
+
+def test_409_conflict_is_retried_with_its_retry_after_and_starts_one_run(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    arm.fail_next("POST", CREATE, 409, headers={"Retry-After": "5"}, body={"error": {
+        "code": "Conflict", "message": "Another operation is in progress on pipeline retrain-model."}})
+    dispatcher = live()
+    conflict = deliver(dispatcher, drift(sample))
+    assert conflict.outcome is Outcome.RETRY and conflict.should_retry, conflict.detail
+    assert "409" in conflict.detail and "Retry-After 5" in conflict.detail
+    # a 409 started nothing: the intent is dropped, so the redelivery starts the run at once
+    assert "pending" not in (dispatcher.ledger.get_state(state_key(MONITOR_ID)) or {})
+    assert deliver(dispatcher, drift(sample)).outcome is Outcome.DONE
+    assert len(arm.adf.runs()) == 1 and not arm.requests_matching("POST", QUERY)
+
+
+def test_undeclared_pipeline_parameter_fails_with_adf_message(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    # GIVEN a pipeline that does not declare monitorId (README: declare what you keep, or drop it)
+    arm.adf.add_pipeline(FACTORY, "narrow", parameters={"amleventsRequestId": {"type": "String"}})
+    dispatcher = live(**{ROUTES: json.dumps({"myDriftMonitor": target(arm, "narrow")})})
+    result = deliver(dispatcher, drift(sample))
+    assert result.outcome is Outcome.FAILED and "monitorId" in result.detail
+    # AND dropping the parameters it does not declare makes it work
+    names = {name: None for name in ("monitorName", "monitorId", "driftRunId", "baseDatasetId",
+                                     "targetDatasetId", "driftCoefficient", "windowStart", "windowEnd")}
+    narrow = live(**{ROUTES: json.dumps({"myDriftMonitor": target(arm, "narrow")}),
+                     PARAMETER_NAMES: json.dumps(names)})
+    assert deliver(narrow, drift(sample, "again")).outcome is Outcome.DONE
+    assert arm.adf.runs("narrow")[0].parameters.keys() == {"amleventsRequestId"}
 
 
 def test_400_fails_with_adf_message_and_leaves_no_intent(
