@@ -47,7 +47,18 @@ _OPT_IN = frozenset({"true", "yes", "1"})
 _AZURE_NAME = re.compile(r"^[A-Za-z](?:[-A-Za-z0-9]{1,30})[A-Za-z0-9]$")
 # A registered environment: name:version or name@latest, optionally prefixed with azureml:
 _ENVIRONMENT = re.compile(r"^(?:azureml:)?[A-Za-z0-9][A-Za-z0-9_.-]*(?::[A-Za-z0-9_.-]+|@latest)$")
-_NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
+# ASCII digits only, and few of them: `\d` and str.isdigit() accept "²", "١" or "１", which int()
+# and float() refuse, and int() refuses over 4300 digits. Longer than any sane tag value anyway.
+_WHOLE = re.compile(r"[0-9]{1,6}")
+_NUMBER = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,6})?")
+_SHOWN_MAX = 60  # how much of a refused value the refusal repeats
+
+
+def shown(raw: str) -> str:
+    """A tag value for a refusal: quoted, control characters escaped, long ones shortened."""
+    if len(raw) <= _SHOWN_MAX:
+        return repr(raw)
+    return f"{raw[:_SHOWN_MAX]!r}... ({len(raw)} characters)"
 
 
 def endpoint_name_for(model_name: str) -> str:
@@ -83,8 +94,9 @@ class _Tags:
         raw = self.get(name)
         if not raw:
             return default
-        if not raw.isdigit() or not low <= int(raw) <= high:
-            self.refuse(name, f"must be a whole number from {low} to {high}{bound}, got {raw!r}")
+        if not _WHOLE.fullmatch(raw) or not low <= int(raw) <= high:
+            self.refuse(name, f"must be a whole number from {low} to {high}{bound}, "
+                              f"got {shown(raw)}")
             return default
         return int(raw)
 
@@ -92,9 +104,9 @@ class _Tags:
         raw = self.get(name)
         if not raw:
             return min(default, high)
-        if not _NUMBER.match(raw) or not 0 < float(raw) <= high:
+        if not _NUMBER.fullmatch(raw) or not 0 < float(raw) <= high:
             self.refuse(name, f"must be a number above 0 and at most {high:g} "
-                              f"(limit {setting}), got {raw!r}")
+                              f"(limit {setting}), got {shown(raw)}")
             return min(default, high)
         return float(raw)
 
@@ -110,14 +122,14 @@ def _choose(tags: _Tags, name: str, allowed: tuple[str, ...], setting: str, what
     for item in allowed:
         if item.lower() == raw.lower():
             return item
-    tags.refuse(name, f"{raw!r} is not allowed by {setting} (allowed: {', '.join(allowed)})")
+    tags.refuse(name, f"{shown(raw)} is not allowed by {setting} (allowed: {', '.join(allowed)})")
     return allowed[0]
 
 
 def _name(tags: _Tags, name: str, default: str) -> str:
     raw = tags.get(name)
     if raw and not _AZURE_NAME.match(raw):
-        tags.refuse(name, f"{raw!r} is not a valid name: 3-32 characters, a letter first, "
+        tags.refuse(name, f"{shown(raw)} is not a valid name: 3-32 characters, a letter first, "
                           "letters, digits and hyphens, ending with a letter or digit")
     return raw or default
 
@@ -126,12 +138,12 @@ def _target(tags: _Tags, policy: DeployPolicy) -> str:
     target = tags.get(TARGET_TAG).lower() or "managed"
     if target not in TARGETS:
         tags.refuse(TARGET_TAG,
-                    f"must be one of {', '.join(TARGETS)}, got {tags.get(TARGET_TAG)!r}")
+                    f"must be one of {', '.join(TARGETS)}, got {shown(tags.get(TARGET_TAG))}")
         return "managed"
     if target not in policy.allowed_targets:
         allowed = ", ".join(policy.allowed_targets) or "none"
         tags.refuse(TARGET_TAG,
-                    f"{target!r} is not allowed by {ALLOWED_TARGETS} (allowed: {allowed})")
+                    f"{shown(target)} is not allowed by {ALLOWED_TARGETS} (allowed: {allowed})")
     return target
 
 
@@ -149,25 +161,25 @@ def _scoring(tags: _Tags, target: str) -> tuple[str, str]:
                              "(MLflow models deploy with neither)")
     if environment and not _ENVIRONMENT.match(environment):
         tags.refuse(ENVIRONMENT_TAG, f"must be a registered environment as name:version or "
-                                     f"name@latest, got {environment!r}")
+                                     f"name@latest, got {shown(environment)}")
     if script and not SCORING_SCRIPT.match(script):
         tags.refuse(SCORING_SCRIPT_TAG, f"must be code-asset:version/path/to/script.py, "
-                                        f"got {script!r}")
+                                        f"got {shown(script)}")
     return environment, script
 
 
 def _gates(event: ModelRegistered, tags: _Tags, policy: DeployPolicy, endpoint: str) -> None:
     """The operator's name patterns and required tags."""
     if not policy.model_pattern.fullmatch(event.model_name):
-        tags.problems.append(f"model {event.model_name!r} does not match {MODEL_PATTERN} "
+        tags.problems.append(f"model {shown(event.model_name)} does not match {MODEL_PATTERN} "
                              f"({policy.model_pattern.pattern})")
     if not policy.endpoint_pattern.fullmatch(endpoint):
-        tags.refuse(ENDPOINT_TAG, f"endpoint {endpoint!r} does not match {ENDPOINT_PATTERN} "
+        tags.refuse(ENDPOINT_TAG, f"endpoint {shown(endpoint)} does not match {ENDPOINT_PATTERN} "
                                   f"({policy.endpoint_pattern.pattern})")
     for required in policy.required_tags:
         if not required.satisfied_by(tags.tags):
             tags.refuse(required.name, f"{REQUIRED_TAGS} requires {required}, got "
-                                       f"{tags.get(required.name.lower()) or 'absent'!r}")
+                                       f"{shown(tags.get(required.name.lower()) or 'absent')}")
 
 
 def decide(event: ModelRegistered, policy: DeployPolicy) -> DeploymentPlan | ActionResult:
@@ -175,8 +187,8 @@ def decide(event: ModelRegistered, policy: DeployPolicy) -> DeploymentPlan | Act
     tags = _Tags(event.model_tags)
     opt_in = tags.get(DEPLOY_TAG)
     if opt_in.lower() not in _OPT_IN:
-        shown = f"{opt_in!r}" if opt_in else "absent"
-        return ActionResult.skipped(f"tag {DEPLOY_TAG} is {shown}; set {DEPLOY_TAG}=true to deploy")
+        given = shown(opt_in) if opt_in else "absent"
+        return ActionResult.skipped(f"tag {DEPLOY_TAG} is {given}; set {DEPLOY_TAG}=true to deploy")
     workspace = policy.workspace or WorkspaceRef.from_topic(event.envelope.topic)
     target = _target(tags, policy)
     endpoint = _name(tags, ENDPOINT_TAG, endpoint_name_for(event.model_name))

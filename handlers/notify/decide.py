@@ -8,14 +8,20 @@ https://learn.microsoft.com/azure/machine-learning/how-to-use-event-grid
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 
 from handlers.errors import InvalidEvent
 from handlers.events.parse import MlEvent, ModelDeployed, RunCompleted, RunStatusChanged
 from handlers.events.workspace import WorkspaceRef
 from handlers.ledger.ledger import event_key
-from handlers.notify.message import Notice, studio_endpoints_url, studio_run_url
+from handlers.notify.message import (
+    TITLE_MAX,
+    Notice,
+    printable,
+    studio_endpoints_url,
+    studio_run_url,
+)
 from handlers.notify.plan import NotificationPlan
 from handlers.notify.settings import (
     MODEL_DEPLOYED,
@@ -104,8 +110,18 @@ def _workspace(topic: str) -> WorkspaceRef | None:
         return None  # a notification without a link beats no notification
 
 
+_GROUP_MAX = 300  # a storm-control group label is kept in ledger state (64 KB per Table entity)
+
+
 def build_notice(event: RunStatusChanged | RunCompleted | ModelDeployed, studio: str) -> Notice:
-    """The facts people are told about one event."""
+    """The facts people are told about one event, each one printable line of bounded length."""
+    notice = _notice(event, studio)
+    return replace(notice, title=printable(notice.title, TITLE_MAX),
+                   group=printable(notice.group, _GROUP_MAX),
+                   facts=tuple((label, printable(value)) for label, value in notice.facts))
+
+
+def _notice(event: RunStatusChanged | RunCompleted | ModelDeployed, studio: str) -> Notice:
     envelope = event.envelope
     ws = _workspace(envelope.topic)
     kind = envelope.event_type.rsplit(".", 1)[-1]

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from handlers.notify.message import Notice
+from handlers.notify.message import TITLE_MAX, Notice, printable
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class NotificationPlan:
 
     def summary(self) -> str:
         """One line for the ledger."""
-        return f"notify: {self.notice.title}"
+        return f"notify: {printable(self.notice.title, TITLE_MAX)}"
 
     def as_dict(self) -> Mapping[str, Any]:
         """Details for the ledger (the notice without the raw event)."""

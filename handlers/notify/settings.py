@@ -3,12 +3,15 @@
 A channel is on when its settings are set (SMTP host, ACS endpoint or connection string, a
 webhook URL, an outbox folder). Rules (`AMLEVENTS_NOTIFY_RULES`, JSON) are tried in order and
 the first that matches an event picks its channels. Webhook URLs, the SMTP password, the ACS
-connection string and the webhook secret are secrets (handlers/redaction.py masks them).
+connection string and the webhook secret are secrets (handlers/runtime/redaction.py masks them).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,6 +52,11 @@ CHANNELS = ("smtp", "acs", "teams", "slack", "webhook", "outbox")
 RULE_EVENTS = ("RunStatusChanged", "RunCompleted", "ModelDeployed")
 _RULE_KEYS = frozenset({"name", "experiment", "tags", "events", "statuses", "channels"})
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+# What an HTTP request line may carry: printable ASCII, no space (RFC 3986; http.client refuses
+# the rest with an InvalidURL that repeats the whole URL, signature included).
+_NOT_URL = re.compile(r"[^\x21-\x7e]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+ACS_CONNECTION_FORMAT = "endpoint=https://<resource>/;accesskey=<base64 key>"
 
 
 @dataclass(frozen=True)
@@ -214,6 +222,17 @@ class ChannelSettings:
                 r.problem(ACS_TO, "is required when ACS Email is configured")
         if self.webhook_secret and not self.webhook_url:
             r.problem(WEBHOOK_URL, f"is required when {WEBHOOK_SECRET} is set")
+        if self.acs_endpoint and not _https_url(self.acs_endpoint):
+            r.problem(ACS_ENDPOINT, f"must be an https URL, got {self.acs_endpoint!r}")
+        if self.acs_connection_string:
+            problem = acs_connection_string_problem(self.acs_connection_string)
+            if problem:
+                r.problem(ACS_CONNECTION_STRING, problem)
+        for name, addresses in ((SMTP_FROM, (self.smtp_from,)), (SMTP_TO, self.smtp_to),
+                                (ACS_SENDER, (self.acs_sender,)), (ACS_TO, self.acs_to)):
+            # A line break in an address would end its email header (and start another).
+            if any(_CONTROL.search(address) for address in addresses):
+                r.problem(name, "must not contain line breaks or other control characters")
 
     @property
     def enabled(self) -> tuple[str, ...]:
@@ -225,19 +244,71 @@ class ChannelSettings:
         return tuple(name for name in CHANNELS if on[name])
 
 
+def _https_url(value: str) -> bool:
+    try:
+        parts = urllib.parse.urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        return False
+    return parts.scheme == "https" and bool(parts.hostname) and not _NOT_URL.search(value)
+
+
 def _url(reader: SettingsReader, name: str) -> str:
-    """An https URL (plain http only to loopback, for local receivers); never echoed back."""
+    """An https URL (plain http only to loopback, for local receivers); never echoed back.
+
+    Checked here for everything that would fail at send time, where the error (http.client's
+    InvalidURL, urllib's "nonnumeric port") repeats the URL and its signature.
+    """
     value = reader.text(name)
     if not value:
         return ""
-    parts = urllib.parse.urlsplit(value)
+    # The value is a secret (it carries the webhook's signature): describe, never repeat it.
+    if _NOT_URL.search(value):
+        reader.problem(name, "must be a URL without spaces, line breaks, control or non-ASCII "
+                             "characters (percent-encode them; check for a stray paste)")
+        return ""
+    try:
+        parts = urllib.parse.urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        reader.problem(name, "is not a valid URL (check the host and the port)")
+        return ""
+    if parts.username is not None or parts.password is not None:
+        reader.problem(name, "must not carry credentials before the host (user:password@): "
+                             "webhooks authenticate with the URL's path or query")
+        return ""
     if parts.scheme == "https" and parts.hostname:
         return value
     if parts.scheme == "http" and parts.hostname in _LOOPBACK:
         return value
-    # The value is a secret (it carries the webhook's signature): describe, never repeat it.
     reader.problem(name, "must be an https URL (http only to localhost)")
     return ""
+
+
+def acs_connection_string_problem(value: str) -> str:
+    """What is wrong with an ACS connection string ('' if nothing), never repeating it.
+
+    Parsed as the SDK parses it (azure/communication/email/_shared/utils.py), and the key
+    decoded now: the SDK decodes it only to sign the first request ("Incorrect padding").
+    """
+    parts: dict[str, str] = {}
+    for element in value.split(";"):
+        key, _, part = element.partition("=")
+        parts[key.strip().lower()] = part.strip()
+    endpoint, access_key = parts.get("endpoint", ""), parts.get("accesskey", "")
+    wrong = []
+    if not _https_url(endpoint):
+        wrong.append("its endpoint is not an https URL" if endpoint else "it has no endpoint")
+    try:
+        key_ok = bool(access_key) and bool(base64.b64decode(access_key, validate=True))
+    except (binascii.Error, ValueError):
+        key_ok = False
+    if not key_ok:
+        wrong.append("its accesskey is not a base64 key" if access_key else "it has no accesskey")
+    if not wrong:
+        return ""
+    return (f"must be {ACS_CONNECTION_FORMAT} as the Azure portal shows it, but "
+            f"{' and '.join(wrong)}")
 
 
 def channel_problems(channels: ChannelSettings, notify: NotifySettings) -> list[tuple[str, str]]:

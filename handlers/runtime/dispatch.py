@@ -157,6 +157,7 @@ class Dispatcher:
         return self._result(entry)
 
     def _run_handler(self, ctx: HandlerContext, typed: ev.MlEvent) -> ActionResult:
+        """Only known transient failures retry; anything else is recorded once, for good."""
         handler = HANDLERS[typed.envelope.event_type]
         try:
             return handler(typed, ctx)
@@ -166,12 +167,17 @@ class Dispatcher:
             return ActionResult(Outcome.REFUSED, "refused", str(exc))
         except PermanentError as exc:
             return ActionResult(Outcome.FAILED, "failed", f"{type(exc).__name__}: {exc}")
-        except (RetryableError, SettingError) as exc:
+        except (RetryableError, SettingError, TimeoutError, ConnectionError) as exc:
+            # Throttling, 5xx, timeouts, a dropped connection: a later delivery may succeed.
             # A bad setting is the operator's to fix: keep the event until it is.
             return ActionResult(Outcome.RETRY, "will retry", f"{type(exc).__name__}: {exc}")
         except Exception as exc:
-            log.exception("handler for %s crashed", typed.envelope.event_type)
-            return ActionResult(Outcome.RETRY, "will retry", f"{type(exc).__name__}: {exc}")
+            # Nobody classified it, so nothing says a redelivery would fare better: retrying
+            # would fail the same way for 24 hours (a poison event). Recorded once, with why.
+            log.error("handler for %s failed unexpectedly: %s: %s", typed.envelope.event_type,
+                      type(exc).__name__, self._clean(str(exc)), exc_info=True)
+            return ActionResult(Outcome.FAILED, "failed unexpectedly",
+                                f"{type(exc).__name__}: {exc}")
 
     def _invalid_envelope(self, event: Any, function: str, exc: InvalidEvent) -> DispatchResult:
         # What can be read is kept in the row; the key comes from the content, so the same

@@ -1,9 +1,16 @@
-"""Keep secrets (keys, passwords, connection strings, webhook URLs) out of logs and the ledger."""
+"""Keep secrets (keys, passwords, connection strings, webhook URLs) out of logs and the ledger.
+
+Two nets: the values of secret settings (and their URL parts, percent-encoded too), and secrets
+recognized by their SHAPE wherever they come from (a server echoing the URL it was called with,
+an exception repeating a URL): credential query parameters, user-info in URLs, the secret path
+segments of known webhook URLs, bearer tokens and JWTs, connection-string keys.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+import urllib.parse
 from collections.abc import Iterable, Mapping
 
 # A setting whose name matches is secret; so is any value that looks like a connection string.
@@ -17,6 +24,34 @@ _CONNECTION_STRING_PART = re.compile(
 _CONNECTION_STRING_HINTS = ("accountkey=", "sharedaccess", "accesskey=", "password=")
 MASK = "***"
 _MIN_SECRET_LENGTH = 6  # shorter values ("1", "true") would mask ordinary text
+_MIN_PATH_LENGTH = 8  # a webhook URL's path is masked too (a receiver may echo it), unless "/x"
+
+# Query parameters whose value is a credential, in a URL or echoed without it, maybe
+# percent-encoded: `sig` (Logic Apps / Teams Workflows / storage SAS signature; `sp`, `sv`, `se`
+# are its permissions, version and expiry, not secret), `code` (Azure Functions keys), `key` and
+# `token` (Google Chat, many webhooks), API keys, OAuth tokens, passwords.
+_QUERY_SECRET = re.compile(
+    r"((?:[?&;]|%3F|%26)(?:sig|signature|code|key|apikey|api-key|api_key|x-api-key|"
+    r"subscription-key|x-functions-key|token|access_token|accesstoken|auth|auth_token|"
+    r"id_token|refresh_token|private_token|sas|sastoken|secret|client_secret|password|"
+    r"passwd|pwd)(?:=|%3D))[^&\s\"'<>#;]+", re.IGNORECASE)
+# A scheme starts at a word boundary and is short: no quadratic scan of a long word.
+_USER_INFO = re.compile(r"\b([a-z][a-z0-9+.-]{0,30}://)[^\s/@'\"<>]+@", re.IGNORECASE)
+# http.client's InvalidURL for "https://user:pass@host" shows "pass@host" as the port.
+_BAD_PORT = re.compile(r"(nonnumeric port: ')[^']*'")
+# Webhook URLs whose path is the credential (with or without the host, as servers echo paths).
+_SECRET_PATHS = re.compile(
+    r"((?:hooks\.slack(?:-gov)?\.com/[a-z]+/"  # Slack incoming webhooks, workflow triggers
+    r"|/services/T[A-Z0-9]{6,}/B[A-Z0-9]{6,}/"  # a Slack webhook path, echoed without the host
+    r"|/webhookb2/|office\.com/webhook/|/IncomingWebhook/"  # Microsoft 365 connectors
+    r"|/api/webhooks/\d+/))"  # Discord
+    r"[^\s\"'<>?#]+", re.IGNORECASE)
+# SAS parameters that are not the secret (permissions, version, expiry...) and api-version:
+# masking their values ("2016-06-01") would mask ordinary dates and versions everywhere.
+_PUBLIC_QUERY_KEYS = frozenset({"api-version", "sp", "sv", "se", "st", "sr", "spr", "srt", "ss",
+                                "sip"})
+_BEARER = re.compile(r"(\bbearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 
 
 def is_secret_setting(name: str) -> bool:
@@ -25,18 +60,60 @@ def is_secret_setting(name: str) -> bool:
 
 
 def secret_values(env: Mapping[str, str]) -> tuple[str, ...]:
-    """The values of the secret settings in `env`, longest first."""
-    values = {str(value) for name, value in env.items()
-              if is_secret_setting(name) and value and len(str(value)) >= _MIN_SECRET_LENGTH}
-    return tuple(sorted(values, key=len, reverse=True))
+    """The values of the secret settings in `env` (and their URL parts), longest first."""
+    values: set[str] = set()
+    for name, value in env.items():
+        if is_secret_setting(name) and value and len(str(value)) >= _MIN_SECRET_LENGTH:
+            values.update(_forms(str(value).strip()))
+    return _longest_first(values)
+
+
+def secret_forms(value: str) -> tuple[str, ...]:
+    """One secret (e.g. a webhook URL) in every form `redact` should mask, longest first."""
+    return _longest_first(_forms(value))
+
+
+def _longest_first(values: set[str]) -> tuple[str, ...]:
+    return tuple(sorted((v for v in values if len(v) >= _MIN_SECRET_LENGTH), key=len,
+                        reverse=True))
+
+
+def _forms(value: str) -> set[str]:
+    """A secret as it may show up: whole, percent-encoded, and for a URL its path and query
+    values (a receiver echoes the path it was called with; http.client the host and port)."""
+    forms = {value, urllib.parse.quote(value, safe=""), urllib.parse.quote(value, safe="/:")}
+    try:
+        parts = urllib.parse.urlsplit(value)
+    except ValueError:
+        return forms
+    if parts.scheme in ("http", "https") and parts.netloc:
+        if len(parts.path) >= _MIN_PATH_LENGTH:
+            forms.update({parts.path, urllib.parse.unquote(parts.path),
+                          urllib.parse.quote(parts.path, safe="")})
+        forms.update(v for k, v in urllib.parse.parse_qsl(parts.query)
+                     if k.lower() not in _PUBLIC_QUERY_KEYS)
+        forms.update(v for v in (parts.password, parts.username) if v)
+    return forms
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """Mask every known secret value and every connection-string credential in `text`."""
+    """Mask every known secret value, and every secret recognized by its shape, in `text`."""
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, MASK)
+    if "=" in text or "%3" in text.upper():
+        text = _QUERY_SECRET.sub(lambda m: m.group(1) + MASK, text)
+    if "@" in text:
+        text = _USER_INFO.sub(lambda m: f"{m.group(1)}{MASK}@", text)
+    if "nonnumeric port" in text:
+        text = _BAD_PORT.sub(lambda m: f"{m.group(1)}{MASK}'", text)
+    if "/" in text:
+        text = _SECRET_PATHS.sub(lambda m: m.group(1) + MASK, text)
+    if "eyJ" in text:
+        text = _JWT.sub(MASK, text)
     lowered = text.lower()
+    if "bearer" in lowered:
+        text = _BEARER.sub(lambda m: m.group(1) + MASK, text)
     if not any(hint in lowered for hint in _CONNECTION_STRING_HINTS):
         return text  # the common case, without a regex pass over long details
     return _CONNECTION_STRING_PART.sub(lambda m: f"{m.group(1)}={MASK}", text)

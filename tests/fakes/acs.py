@@ -9,6 +9,15 @@ access key (azure/communication/email/_shared/policy.py): the string to sign is
 tokens to accept (`accept_token`, e.g. "issued by the fake ARM's managed-identity endpoint"),
 `Authorization: Bearer <token>` as the SDK sends with a TokenCredential (scope
 `https://communication.azure.com//.default`, azure/communication/email/_shared/auth_policy_utils.py).
+
+Repeatable requests as ACS documents them (https://learn.microsoft.com/rest/api/communication/
+repeatable-requests, OASIS Repeatable Requests 1.0): with `Repeatability-Request-Id` (a GUID) and
+`Repeatability-First-Sent` (an IMF-fixdate), a request is tracked for 5 minutes. A malformed header
+is a 400, a first-sent outside the window a 412, a repeat that does not match the first request a
+400; a matching repeat gets the first answer again (2xx or 4xx) without a second email, or is
+executed again if the first answer was a 5xx. A customer's `Operation-Id` names the operation.
+Faults: `drop_responses` accepts a send, then closes the connection without answering (the answer
+is lost: the client cannot know the email went out).
 """
 
 from __future__ import annotations
@@ -19,10 +28,12 @@ import hmac
 import json
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -51,6 +62,11 @@ class FakeAcs:
     accept_token: Callable[[str], bool] | None = None
     bearer_tokens: list[str] = field(default_factory=list)
     bad_tokens: int = 0
+    drop_responses: int = 0
+    repeatability_window_s: float = 300.0
+    repeatable: dict[str, dict[str, Any]] = field(default_factory=dict)
+    repeats_answered: int = 0
+    operation_ids: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -111,6 +127,49 @@ def _handler(fake: FakeAcs) -> type[BaseHTTPRequestHandler]:
             self._reply(401, {"error": {"code": "Denied", "message": "bad HMAC signature"}})
             return False
 
+        def _repeat(self, body: bytes) -> tuple[str, str] | None:
+            """(request id, first-sent) of a repeatable request, None if it is not one, or
+            answered here (400, 412, or the first answer again): then ("", "")."""
+            request_id = self.headers.get("Repeatability-Request-Id")
+            first_sent = self.headers.get("Repeatability-First-Sent")
+            if request_id is None and first_sent is None:
+                return None
+            try:
+                uuid.UUID(request_id or "")
+                sent_at = parsedate_to_datetime(first_sent or "").timestamp()
+            except (ValueError, TypeError):
+                self._reply(400, {"error": {"code": "InvalidHeader",
+                                            "message": "invalid repeatability headers"}})
+                return "", ""
+            if time.time() - sent_at > fake.repeatability_window_s:
+                self._reply(412, {"error": {"code": "PreconditionFailed", "message":
+                                            "Repeatability-First-Sent is not within the "
+                                            "5 minute window"}})
+                return "", ""
+            with fake.lock:
+                prior = fake.repeatable.get(str(request_id))
+                if prior is not None and time.time() - prior["at"] > fake.repeatability_window_s:
+                    prior = None  # no longer tracked
+                if prior is None or prior["status"] >= 500:
+                    return str(request_id), str(first_sent)
+                if prior["first_sent"] != first_sent or prior["body"] != body:
+                    answer: tuple[int, dict[str, Any], dict[str, str]] = (
+                        400, {"error": {"code": "BadRequest", "message":
+                                        "repeated request does not match the first"}}, {})
+                else:
+                    fake.repeats_answered += 1
+                    answer = prior["answer"]
+            self._reply(*answer)
+            return "", ""
+
+        def _remember(self, repeat: tuple[str, str] | None, body: bytes, status: int,
+                      answer: tuple[int, dict[str, Any], dict[str, str]]) -> None:
+            if repeat is not None:
+                with fake.lock:
+                    fake.repeatable[repeat[0]] = {"first_sent": repeat[1], "body": body,
+                                                  "status": status, "answer": answer,
+                                                  "at": time.time()}
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             path, _, query = self.path.partition("?")
@@ -119,18 +178,33 @@ def _handler(fake: FakeAcs) -> type[BaseHTTPRequestHandler]:
                 return
             if not self._authorized(body):
                 return
+            repeat = self._repeat(body)
+            if repeat == ("", ""):
+                return
             with fake.lock:
-                if fake.fail_next_send:
-                    status = fake.fail_next_send.pop(0)
-                    self._reply(status, {"error": {"code": "Fault", "message": "injected"}})
-                    return
+                status = fake.fail_next_send.pop(0) if fake.fail_next_send else 0
+            if status:
+                failure: tuple[int, dict[str, Any], dict[str, str]] = (
+                    status, {"error": {"code": "Fault", "message": "injected"}}, {})
+                self._remember(repeat, body, status, failure)
+                self._reply(*failure)
+                return
+            with fake.lock:
                 fake.sent.append(json.loads(body))
                 fake.api_versions.append(query.split("api-version=")[1].split("&")[0])
-                op = str(uuid.uuid4())
+                op = self.headers.get("Operation-Id") or str(uuid.uuid4())
+                fake.operation_ids.append(self.headers.get("Operation-Id", ""))
                 fake.operations[op] = 0
+                drop = fake.drop_responses > 0
+                fake.drop_responses -= int(drop)
             location = f"{fake.endpoint}emails/operations/{op}?{query}"
-            self._reply(202, {"id": op, "status": "Running"},
+            accepted = (202, {"id": op, "status": "Running"},
                         {"Operation-Location": location, "Retry-After": "0"})
+            self._remember(repeat, body, 202, accepted)
+            if drop:
+                self.close_connection = True  # the email goes out; its answer never arrives
+                return
+            self._reply(*accepted)
 
         def do_GET(self) -> None:
             path = self.path.partition("?")[0]

@@ -6,6 +6,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -41,13 +42,26 @@ class Received:
 
 @dataclass
 class HttpReceiver:
-    """Records POSTs; answers with queued statuses first, then 200 (or `default_status`)."""
+    """Records POSTs; answers with queued statuses first, then 200 (or `default_status`).
+
+    Behaviours of real receivers, each off by default: `echo_path` (an error body repeating the
+    path and query it was called with, as many servers do), `location` (the Location header of
+    a 3xx answer), `delay_s` (accept the message, then answer only after that long, so a client
+    timeout makes the sender believe it failed), and `dedupe` (drop a request whose
+    Idempotency-Key was seen before, as the IETF draft suggests receivers do: `dropped` counts).
+    """
 
     port: int = 0
     received: list[Received] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
     default_status: int = 200
     attempts: int = 0
+    echo_path: bool = False
+    location: str = ""
+    delay_s: float = 0.0
+    dedupe: bool = False
+    dropped: int = 0
+    keys: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -67,14 +81,28 @@ def _http_handler(receiver: HttpReceiver) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            key = self.headers.get("Idempotency-Key", "")
             with receiver.lock:
                 receiver.attempts += 1
+                receiver.keys.append(key)
                 status = receiver.statuses.pop(0) if receiver.statuses else \
                     receiver.default_status
-                if status < 300:
+                repeat = receiver.dedupe and bool(key) and receiver.keys.count(key) > 1
+                if status < 300 and repeat:
+                    receiver.dropped += 1
+                elif status < 300:
                     receiver.received.append(Received(self.path, dict(self.headers), body))
-            reply = b"ok" if status < 300 else b"injected failure"
+            if status < 300:
+                reply = b"ok"
+            elif receiver.echo_path:
+                reply = json.dumps({"error": f"no such hook: POST {self.path}"}).encode()
+            else:
+                reply = b"injected failure"
+            if receiver.delay_s:
+                time.sleep(receiver.delay_s)
             self.send_response(status)
+            if receiver.location:
+                self.send_header("Location", receiver.location)
             self.send_header("Content-Length", str(len(reply)))
             self.end_headers()
             self.wfile.write(reply)

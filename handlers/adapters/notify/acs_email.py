@@ -5,21 +5,48 @@ Managed identity (`DefaultAzureCredential`, an endpoint setting) or a connection
 polls the operation until it Succeeds:
 https://learn.microsoft.com/rest/api/communication/dataplane/email/send
 The SDK is imported on first send, never at import (cold start).
+
+Repeats: every send of one message carries the same `Operation-Id` and
+`Repeatability-Request-Id` (a UUID derived from the message id) and, as
+`Repeatability-First-Sent`, when the notifier first tried it (kept in the ledger across
+redeliveries). ACS answers a repeat within 5 minutes of that time as it answered the first
+request, without sending a second email; after that it answers 412, and the message is sent
+again with a fresh time (at least once: whether the first attempt went out is unknowable):
+https://learn.microsoft.com/rest/api/communication/repeatable-requests
 """
 
 from __future__ import annotations
 
 import threading
+import time
+import uuid
+from email.utils import formatdate
 from typing import Any
 
 from handlers.errors import PermanentError, RetryableError
 from handlers.notify.message import Message, as_html, as_text, email_subject
+
+# Names the UUIDs of amlevents' messages (uuid5 of the message id): stable across instances.
+MESSAGE_NAMESPACE = uuid.UUID("4f0d8a52-6b0e-5c3e-9a5e-61ac0e7d2c11")
+_PRECONDITION_FAILED = 412  # Repeatability-First-Sent is outside ACS's tracked window
+
+
+def repeatability_headers(message: Message, first_sent_s: float) -> dict[str, str]:
+    """The ACS repeatable-request headers of one send of `message`."""
+    return {"Repeatability-Request-Id": operation_id(message),
+            "Repeatability-First-Sent": formatdate(first_sent_s, usegmt=True)}
+
+
+def operation_id(message: Message) -> str:
+    """The message's ACS operation id (and repeatability request id): a UUID, always the same."""
+    return str(uuid.uuid5(MESSAGE_NAMESPACE, message.id))
 
 
 class AcsEmailChannel:
     """Sends each message as one ACS email to the configured recipients."""
 
     name = "acs"
+    needs_first_sent = True  # the notifier keeps the first attempt's time (see above)
 
     def __init__(self, *, endpoint: str, connection_string: str, sender: str,
                  to: tuple[str, ...], timeout_s: float, poll_interval_s: float,
@@ -70,8 +97,17 @@ class AcsEmailChannel:
                 "recipients": {"to": [{"address": address} for address in self._to]},
                 "content": {"subject": email_subject(message), "plainText": as_text(message),
                             "html": as_html(message)}}
+        first_sent = message.first_sent_s if message.first_sent_s is not None else time.time()
         try:
-            poller = self._get_client().begin_send(body, polling_interval=self._poll_interval_s)
+            try:
+                poller = self._begin(body, message, first_sent)
+                note = ""
+            except HttpResponseError as exc:
+                if getattr(exc, "status_code", None) != _PRECONDITION_FAILED:
+                    raise
+                # ACS no longer tracks the first attempt: it may or may not have gone out.
+                poller = self._begin(body, message, time.time())
+                note = " (resent: the first attempt was older than ACS tracks repeats)"
             result = poller.result(timeout=self._timeout_s)
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise RetryableError(f"acs: {type(exc).__name__}") from None
@@ -79,9 +115,15 @@ class AcsEmailChannel:
             raise _classify(exc) from None
         if not poller.done():
             # Accepted (202) but not final yet: ACS will deliver it; sending again would duplicate.
-            return f"accepted, status still {poller.status()} after {self._timeout_s:g}s"
+            return f"accepted, status still {poller.status()} after {self._timeout_s:g}s{note}"
         status = (result or {}).get("status", poller.status())
-        return f"operation {(result or {}).get('id', '?')} {status}"
+        return f"operation {(result or {}).get('id', '?')} {status}{note}"
+
+    def _begin(self, body: dict[str, Any], message: Message, first_sent_s: float) -> Any:
+        return self._get_client().begin_send(
+            body, operation_id=operation_id(message),
+            headers=repeatability_headers(message, first_sent_s),
+            polling_interval=self._poll_interval_s)
 
 
 def _classify(exc: Any) -> RetryableError | PermanentError:

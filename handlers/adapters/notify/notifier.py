@@ -3,8 +3,11 @@
 Per channel, in order: skip it if an earlier delivery of this event already settled it (ledger
 state `notify:event:<key>`), ask storm control (`notify:storm:<channel>`) whether to send or hold
 it for the digest, send any digest whose window has closed, then send the message. One channel
-failing does not stop the others. A transient failure on any channel makes the whole event
+failing does not stop the others, whatever it raises: an unclassified exception is that
+channel's permanent failure. A transient failure on any channel makes the whole event
 RetryableError (Event Grid redelivers), and the redelivery only retries the unsettled channels.
+Each message's id is `<event key>.<channel>`, the same on every redelivery, so a receiver can
+drop the repeat that a crash between sending and recording leaves possible.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 from handlers.errors import PermanentError, RetryableError
@@ -101,16 +105,39 @@ class Notifier:
             log.debug("notify %s: held for the digest", name)
             return HELD, (f"digested: held #{verdict.get('held')} of the storm window opened "
                           f"{utc_iso(float(verdict.get('window_start', now)))}{before}")
+        message = notice_message(notice, f"{plan.event_key}.{name}")
         try:
-            receipt = channel.send(notice_message(notice, f"{plan.event_key}.{name}"))
+            if getattr(channel, "needs_first_sent", False):
+                message = replace(message, first_sent_s=self._first_sent(plan.event_key, name))
+            receipt = channel.send(message)
         except RetryableError as exc:
             log.warning("notify %s failed, will retry: %s", name, self._clean(str(exc)))
             return RETRY, f"will retry: {exc}{before}"
         except PermanentError as exc:
             log.error("notify %s failed: %s", name, self._clean(str(exc)))
             return FAILED, f"failed: {exc}{before}"
-        log.info("notify %s: sent %s", name, notice.title)
+        except Exception as exc:
+            # Unclassified (a library's surprise, a bug): this channel failed for good, and the
+            # others still get their message. Retrying would fail the same way.
+            text = f"{type(exc).__name__}: {exc}"
+            log.error("notify %s failed unexpectedly: %s", name, self._clean(text), exc_info=True)
+            return FAILED, f"failed: {text}{before}"
+        log.info("notify %s: sent %s", name, message.title)
         return SENT, f"sent: {receipt}{before}"
+
+    def _first_sent(self, event_key: str, name: str) -> float:
+        """When this event was first tried on this channel, kept across redeliveries."""
+        now = self.ledger.clock()
+
+        def first(current: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+            attempts = dict((current or {}).get("first_sent", {}))
+            if name in attempts:
+                return None  # unchanged
+            attempts[name] = now
+            return {**(current or {}), "first_sent": attempts}
+
+        state = self.ledger.update_state(event_state_key(event_key), first)
+        return float(((state or {}).get("first_sent") or {}).get(name, now))
 
     def _send_pending(self, name: str, channel: Channel, state: Mapping[str, Any] | None,
                       now: float) -> str:
@@ -131,11 +158,14 @@ class Notifier:
                             digest.id, self._clean(str(exc)))
                 notes.append(f"digest of {digest.total} kept for later")
                 continue
-            except PermanentError as exc:
+            except Exception as exc:  # PermanentError, or unclassified: sending again won't help
                 # Loud, not silent: the held events' ledger rows already say "digested".
+                text = str(exc) if isinstance(exc, PermanentError) else \
+                    f"{type(exc).__name__}: {exc}"
                 log.error("notify %s: digest %s of %d notifications refused, dropped: %s",
-                          name, digest.id, digest.total, self._clean(str(exc)))
-                notes.append(f"digest of {digest.total} refused: {exc}")
+                          name, digest.id, digest.total, self._clean(text),
+                          exc_info=not isinstance(exc, PermanentError))
+                notes.append(f"digest of {digest.total} refused: {text}")
             else:
                 notes.append(f"digest of {digest.total} sent first")
             self.ledger.update_state(key, _completing(digest))
@@ -149,7 +179,7 @@ class Notifier:
             channels = dict((current or {}).get("channels", {}))
             channels.update({name: {"status": status, "detail": detail}
                              for name, (status, detail) in settled.items()})
-            return {"channels": channels}
+            return {**(current or {}), "channels": channels}
 
         self.ledger.update_state(event_state_key(event_key), change)
 

@@ -255,3 +255,35 @@ def test_reserve_and_settle(sample: Sample) -> None:
     assert deploy_order.settle(v21, deployed=True)(deployed) is None  # nothing changes
     released = deploy_order.settle(v21, deployed=False)(held)
     assert released == {"model": v21.model_name}
+
+
+# --- poison tag values (issue 12, row 1) --------------------------------------------------------
+
+# `str.isdigit()` and `\d` accept superscripts, Arabic-Indic and full-width digits that int() and
+# float() refuse, and int() refuses more than 4300 digits: each used to escape as a ValueError
+# (HTTP 500, retried forever). Whole-number tags take ASCII digits only, of bounded length.
+_NOT_ASCII_NUMBERS = ["²", "³", "١", "١٠", "１", "1" * 5000, "0" * 4000 + "1", "9" * 20]
+
+
+@pytest.mark.parametrize("tag", ["deploy_instance_count", "deploy_traffic"])
+@pytest.mark.parametrize("value", _NOT_ASCII_NUMBERS, ids=lambda v: f"{v[:4]}({len(v)})")
+def test_whole_number_tags_take_ascii_digits_only(sample: Sample, tag: str, value: str) -> None:
+    detail = refusal(registered(sample, deploy="true", **{tag: value}))
+    assert f"tag {tag}: must be a whole number" in detail
+    assert len(detail) < 400  # the value is shown, but not 5,000 digits of it
+
+
+@pytest.mark.parametrize("tag", ["deploy_cpu_cores", "deploy_memory_gb"])
+@pytest.mark.parametrize("value", ["²", "١.٥", "１", "1" * 5000, "1." + "5" * 5000, "0." + "0" * 400],
+                         ids=lambda v: f"{v[:4]}({len(v)})")
+def test_amount_tags_take_ascii_decimals_only(sample: Sample, tag: str, value: str) -> None:
+    detail = refusal(registered(sample, deploy="true", deploy_target="aci", **{tag: value}))
+    assert f"tag {tag}: must be a number" in detail
+    assert len(detail) < 400
+
+
+def test_long_tag_values_are_shown_shortened(sample: Sample) -> None:
+    detail = refusal(registered(sample, deploy="true", deploy_endpoint="x" * 10_000,
+                                deploy_target="y" * 10_000))
+    assert "tag deploy_endpoint" in detail and "tag deploy_target" in detail
+    assert len(detail) < 1000

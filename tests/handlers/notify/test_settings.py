@@ -37,7 +37,7 @@ def test_every_problem_is_named_at_once() -> None:
             "AMLEVENTS_NOTIFY_SMTP_HOST": "smtp.contoso.com",
             "AMLEVENTS_NOTIFY_SMTP_PASSWORD": "pw-123456",
             "AMLEVENTS_NOTIFY_ACS_ENDPOINT": "https://acs", "AMLEVENTS_NOTIFY_ACS_CONNECTION_STRING":
-                "endpoint=https://acs/;accesskey=abc",
+                "endpoint=https://acs/;accesskey=YWJj",
             "AMLEVENTS_NOTIFY_STORM_MAX": "0", "AMLEVENTS_NOTIFY_SMTP_STARTTLS": "maybe",
             "AMLEVENTS_NOTIFY_WEBHOOK_SECRET": "s3cret-value"})
     named = {name for name, _ in info.value.problems}
@@ -100,3 +100,84 @@ def test_studio_endpoint_for_sovereign_clouds() -> None:
     assert routing.studio_endpoint == "https://ml.azure.us"
     with pytest.raises(SettingError):
         NotifySettings.from_mapping({"AMLEVENTS_NOTIFY_STUDIO_ENDPOINT": "ml.azure.us"})
+
+
+# --- poison settings (issue 12, rows 3 and 4): refused at validation, named, never echoed -------
+
+URL_SETTINGS = ["AMLEVENTS_NOTIFY_TEAMS_URL", "AMLEVENTS_NOTIFY_SLACK_URL",
+                "AMLEVENTS_NOTIFY_WEBHOOK_URL"]
+TEAMS = ("https://prod-01.westeurope.logic.azure.com:443/workflows/abc/triggers/manual/paths/"
+         "invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=SIGsecret12345")
+
+
+@pytest.mark.parametrize("name", URL_SETTINGS)
+@pytest.mark.parametrize("url", [
+    TEAMS.replace("/paths/", "/pa ths/"),  # a space: http.client raised InvalidURL(url) at send
+    TEAMS.replace("&sig=", "\n&sig="),  # a line break pasted inside the value
+    TEAMS.replace("&sp", "\t&sp"), TEAMS.replace("abc", "ab\x00c"), TEAMS.replace("abc", "äbc"),
+    TEAMS.replace("https://", "https://user:SIGsecret12345@"),  # user-info: sent as the host
+    TEAMS.replace(":443", ":44x3"), TEAMS.replace(":443", ":99999"),
+    "https:///workflows?sig=SIGsecret12345"], ids=lambda v: repr(v[:12] + v[-16:]))
+def test_webhook_urls_that_cannot_be_sent_to_are_refused_unechoed(name: str, url: str) -> None:
+    with pytest.raises(SettingError) as info:
+        ChannelSettings.from_mapping({name: url})
+    assert info.value.setting == name
+    assert "SIGsecret12345" not in str(info.value) and "abc" not in str(info.value)
+
+
+def test_a_real_teams_workflows_url_is_accepted() -> None:
+    assert ChannelSettings.from_mapping({"AMLEVENTS_NOTIFY_TEAMS_URL": TEAMS}).teams_url == TEAMS
+
+
+ACS_KEY = "YWNzLWtleS1mb3ItdGVzdHM="  # base64 of a key
+
+
+@pytest.mark.parametrize("value", [
+    "endpoint=https://acs.communication.azure.com/;accesskey=not-base64!KEYSECRET",
+    "endpoint=https://acs.communication.azure.com/;accesskey=KEYSECRETa",  # "Incorrect padding"
+    "endpoint=https://acs.communication.azure.com/;accesskey=",
+    "endpoint=https://acs.communication.azure.com/",
+    f"accesskey={ACS_KEY}KEYSECRET=",
+    f"endpoint=acs.communication.azure.com;accesskey={ACS_KEY}",
+    f"endpoint=http://acs.communication.azure.com/;accesskey={ACS_KEY}",
+    "KEYSECRET-just-a-key"])
+def test_acs_connection_strings_are_checked_and_never_echoed(value: str) -> None:
+    env = {"AMLEVENTS_NOTIFY_ACS_CONNECTION_STRING": value,
+           "AMLEVENTS_NOTIFY_ACS_SENDER": "DoNotReply@x.azurecomm.net",
+           "AMLEVENTS_NOTIFY_ACS_TO": "a@contoso.com"}
+    with pytest.raises(SettingError) as info:
+        ChannelSettings.from_mapping(env)
+    assert info.value.setting == "AMLEVENTS_NOTIFY_ACS_CONNECTION_STRING"
+    assert "KEYSECRET" not in str(info.value) and ACS_KEY not in str(info.value)
+    assert "endpoint=https://<resource>/;accesskey=<base64 key>" in str(info.value)
+
+
+def test_a_valid_acs_connection_string_is_accepted() -> None:
+    value = f"endpoint=https://acs.communication.azure.com/;accesskey={ACS_KEY}"
+    settings = ChannelSettings.from_mapping({
+        "AMLEVENTS_NOTIFY_ACS_CONNECTION_STRING": value,
+        "AMLEVENTS_NOTIFY_ACS_SENDER": "DoNotReply@x.azurecomm.net",
+        "AMLEVENTS_NOTIFY_ACS_TO": "a@contoso.com"})
+    assert settings.enabled == ("acs",)
+
+
+@pytest.mark.parametrize("name", ["AMLEVENTS_NOTIFY_SMTP_FROM", "AMLEVENTS_NOTIFY_SMTP_TO",
+                                  "AMLEVENTS_NOTIFY_ACS_SENDER", "AMLEVENTS_NOTIFY_ACS_TO"])
+def test_addresses_with_line_breaks_are_refused(name: str) -> None:
+    env = {"AMLEVENTS_NOTIFY_SMTP_HOST": "smtp.contoso.com",
+           "AMLEVENTS_NOTIFY_SMTP_FROM": "ml@contoso.com", "AMLEVENTS_NOTIFY_SMTP_TO": "a@contoso.com",
+           "AMLEVENTS_NOTIFY_ACS_ENDPOINT": "https://acs.communication.azure.com",
+           "AMLEVENTS_NOTIFY_ACS_SENDER": "DoNotReply@x.azurecomm.net",
+           "AMLEVENTS_NOTIFY_ACS_TO": "a@contoso.com",
+           name: "ml@contoso.com\rBcc: x@evil.example"}
+    with pytest.raises(SettingError) as info:
+        ChannelSettings.from_mapping(env)
+    assert info.value.setting == name
+
+
+def test_acs_endpoint_must_be_https() -> None:
+    with pytest.raises(SettingError) as info:
+        ChannelSettings.from_mapping({"AMLEVENTS_NOTIFY_ACS_ENDPOINT": "acs.communication.azure.com",
+                                      "AMLEVENTS_NOTIFY_ACS_SENDER": "DoNotReply@x.azurecomm.net",
+                                      "AMLEVENTS_NOTIFY_ACS_TO": "a@contoso.com"})
+    assert info.value.setting == "AMLEVENTS_NOTIFY_ACS_ENDPOINT"

@@ -51,3 +51,84 @@ def test_installed_filter_masks_tracebacks_on_every_logger(caplog: pytest.LogCap
             logging.getLogger("some.adapter").exception("adapter failed")
     assert "hunter2-secret" not in caplog.text
     assert "adapter failed" in caplog.text
+
+
+# --- by shape, not only by value (issue 12, row 5) ----------------------------------------------
+
+@pytest.mark.parametrize(("text", "secret"), [
+    # Query keys that carry credentials: Logic Apps / Teams Workflows SAS `sig`, Functions `code`,
+    # API keys and tokens (Google Chat `key`/`token`), storage SAS `sig` - bare or in a full URL.
+    ("HTTP 400 'invalid path /workflows/abc/triggers/manual/paths/invoke?api-version=2016-06-01"
+     "&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=SIGsecret123abc'", "SIGsecret123abc"),
+    ("https://f.azurewebsites.net/api/hook?code=FUNCkey_abc123==&clientId=default", "FUNCkey_abc123"),
+    ("POST https://chat.googleapis.com/v1/spaces/A/messages?key=APIkeyABC123&token=TOKxyz987",
+     "APIkeyABC123"),
+    ("POST https://chat.googleapis.com/v1/spaces/A/messages?key=APIkeyABC123&token=TOKxyz987",
+     "TOKxyz987"),
+    ("blob https://a.blob.core.windows.net/c/b?sv=2022-11-02&se=2030-01-01&sr=b&sp=r"
+     "&sig=abc%2Bdef%3D", "abc%2Bdef%3D"),
+    ("url: https://x.example/hook?access_token=ya29.TOKEN123&x=1", "ya29.TOKEN123"),
+    ("https://x.example/hook?api-key=APIKEY12345", "APIKEY12345"),
+    ("https://x.example/hook?Signature=SIGNATUREabc", "SIGNATUREabc"),
+    ("echoed: /hook%3Fsig%3DENCODEDsecret99", "ENCODEDsecret99"),
+    ("json {\"url\": \"https://h/x?token=JSONtok123\"}", "JSONtok123"),
+    # User-info
+    ("cannot connect to https://admin:PASSword123@relay.example:8443/x", "PASSword123"),
+    ("nonnumeric port: 'PASSword123@relay.example'", "PASSword123"),
+    # Path secrets of known webhook shapes (with or without the host)
+    ("https://hooks.slack.com/services/T0001AAAA/B0002BBBB/SLACKsecretXYZ123abc",
+     "SLACKsecretXYZ123abc"),
+    ("404 for /services/T0001AAAA/B0002BBBB/SLACKsecretXYZ123abc", "SLACKsecretXYZ123abc"),
+    ("https://hooks.slack.com/triggers/T0001AAAA/12345/TRIGGERsecret0abc", "TRIGGERsecret0abc"),
+    ("https://contoso.webhook.office.com/webhookb2/1111-22@3333-44/IncomingWebhook/"
+     "OFFICEsecret0abc/5555-66", "OFFICEsecret0abc"),
+    ("https://discord.com/api/webhooks/123456789/DISCORDsecret-abc_123", "DISCORDsecret-abc_123"),
+    # Bearer tokens and JWTs, SAS tokens in connection strings
+    ("Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.SIGpart_abc", "eyJzdWIiOiJ4In0"),
+    ("token eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.SIGpart_abc expired", "SIGpart_abc"),
+    ("Endpoint=sb://x/;SharedAccessSignature=sv=1&sig=SBsig123abc", "SBsig123abc"),
+    ("endpoint=https://acs/;accesskey=ACSkey0123==", "ACSkey0123"),
+])
+def test_secrets_are_masked_by_shape(text: str, secret: str) -> None:
+    cleaned = redact(text, ())
+    assert secret not in cleaned, cleaned
+    assert MASK in cleaned
+
+
+@pytest.mark.parametrize("text", [
+    "https://ml.azure.com/runs/HD_1?wsid=/subscriptions/s/resourcegroups/rg/workspaces/w",
+    "tag deploy_traffic: must be a whole number from 0 to 100, got 'x'",
+    "POST /emails:send?api-version=2025-09-01 answered 202",
+    "https://hooks.slack.com/services (no ids)",
+    "sent: HTTP 200; digest of 3 sent first",
+])
+def test_ordinary_text_is_left_alone(text: str) -> None:
+    assert redact(text, ()) == text
+
+
+def test_url_encoded_secret_values_are_masked_too() -> None:
+    # A receiver may echo the URL it was called with percent-encoded (or decoded).
+    url = "https://h.example/hook/path-SECRET-123?sp=/triggers/manual/run&sv=1.0"
+    env = {"AMLEVENTS_NOTIFY_WEBHOOK_URL": url}
+    quoted = "https%3A%2F%2Fh.example%2Fhook%2Fpath-SECRET-123%3Fsp%3D%2Ftriggers"
+    assert "path-SECRET-123" not in redact(f"echo {quoted}", secret_values(env))
+    assert "path-SECRET-123" not in redact("echo /hook/path-SECRET-123?sp=", secret_values(env))
+
+
+def test_a_webhook_urls_parts_are_secret_but_not_its_sas_version_or_api_version() -> None:
+    url = ("https://prod-1.westeurope.logic.azure.com:443/workflows/wf1/triggers/manual/paths/"
+           "invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=SIGvalue12")
+    values = secret_values({"AMLEVENTS_NOTIFY_TEAMS_URL": url})
+    assert "SIGvalue12" in values and "/workflows/wf1/triggers/manual/paths/invoke" in values
+    assert "2016-06-01" not in values and "/triggers/manual/run" not in values
+
+
+def test_redaction_stays_linear_on_long_hostile_text() -> None:
+    import time
+
+    hostile = ["a" * 200_000 + "://x" + "@", "&sig=" * 40_000, "/" * 200_000 + "@",
+               "eyJ" + "a" * 200_000, ("https://" + "b" * 50) * 4000 + "@"]
+    started = time.perf_counter()
+    for text in hostile:
+        redact(text, ())
+    assert time.perf_counter() - started < 2.0

@@ -10,7 +10,10 @@ import base64
 import json
 import socket
 import time
+import uuid
 from collections.abc import Callable
+from dataclasses import replace
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ from handlers.adapters.notify.acs_email import AcsEmailChannel
 from handlers.errors import PermanentError, RetryableError
 from handlers.events.parse import RunStatusChanged, parse_event
 from handlers.notify.decide import build_notice
-from handlers.notify.message import Message, notice_message
+from handlers.notify.message import Digest, DigestGroup, Message, digest_message, notice_message
 from tests.fakes.acs import FakeAcs, start_fake_acs
 from tests.fakes.arm import FakeArm, fake_arm_fixture
 
@@ -97,7 +100,7 @@ def test_an_untrusted_certificate_is_not_sent(tmp_path: Path,
 
 # -- managed identity: DefaultAzureCredential through the App Service identity endpoint -------
 
-fake_arm = pytest.fixture(fake_arm_fixture)
+fake_arm = fake_arm_fixture(name="fake_arm")
 ACS_SCOPE_RESOURCE = "https://communication.azure.com/"  # scope https://communication.azure.com//.default
 
 
@@ -164,3 +167,60 @@ def test_managed_identity_without_the_identity_endpoint_is_retryable(
     assert fake.sent == [] and fake.bearer_tokens == []
     # One quick retry, as for ACS itself (the credential's default retries take ~5 s).
     assert time.monotonic() - started < 3.0
+
+
+# --- stable ids and repeatable requests (issue 12, row 15) --------------------------------------
+
+def test_an_answer_lost_after_acceptance_does_not_send_a_second_email(
+        tmp_path: Path, sample: Callable[[str], dict[str, Any]]) -> None:
+    # GIVEN ACS takes the email, but its 202 never reaches us (the connection drops)
+    message = replace(_message(sample), first_sent_s=time.time())
+    with start_fake_acs(tmp_path) as fake:
+        fake.drop_responses = 1
+        # WHEN the channel sends: we cannot know it went out, so the event will be redelivered
+        with pytest.raises(RetryableError, match="acs: ServiceResponseError"):
+            _channel(fake).send(message)
+        # AND the redelivery sends the message again (the notifier kept its first-sent time)
+        receipt = _channel(fake).send(message)
+    # THEN ACS recognized the repeat and answered as the first time, without a second email
+    assert "Succeeded" in receipt
+    assert len(fake.sent) == 1 and fake.repeats_answered == 1
+
+
+def test_every_send_of_a_message_carries_the_same_operation_and_request_ids(
+        tmp_path: Path, sample: Callable[[str], dict[str, Any]]) -> None:
+    first_sent = time.time() - 30  # when the notifier first tried this message on ACS
+    message = replace(_message(sample), first_sent_s=first_sent)
+    with start_fake_acs(tmp_path) as fake:
+        # WHEN the same message is sent again (a redelivery, a second instance)
+        _channel(fake).send(message)
+        _channel(fake).send(message)
+    # THEN ACS saw one email: one Operation-Id and Repeatability-Request-Id, from the message id
+    assert len(fake.sent) == 1 and fake.repeats_answered == 1
+    (request_id,) = fake.repeatable
+    assert fake.operation_ids == [request_id] and uuid.UUID(request_id).version == 5
+    assert fake.repeatable[request_id]["first_sent"] == formatdate(first_sent, usegmt=True)
+
+
+def test_a_repeat_after_the_tracked_window_is_sent_again(
+        tmp_path: Path, sample: Callable[[str], dict[str, Any]]) -> None:
+    # GIVEN a first attempt longer ago than ACS tracks repeats (5 minutes): ACS answers 412
+    message = replace(_message(sample), first_sent_s=time.time() - 600)
+    with start_fake_acs(tmp_path) as fake:
+        receipt = _channel(fake).send(message)
+    # THEN it is sent (at least once: nobody can tell whether the first attempt went out)
+    assert "Succeeded" in receipt and "resent" in receipt
+    assert len(fake.sent) == 1
+
+
+def test_a_digest_sent_again_is_recognized_as_a_repeat(tmp_path: Path) -> None:
+    # A digest kept for later after a lost answer is sent again by the next flush.
+    now = time.time()
+    digest = digest_message(Digest("digest-acs-1", "acs", now - 70, now - 10,
+                                   (DigestGroup("failed runs in experiment X", 3),)))
+    with start_fake_acs(tmp_path) as fake:
+        fake.drop_responses = 1
+        with pytest.raises(RetryableError):
+            _channel(fake).send(digest)
+        assert "Succeeded" in _channel(fake).send(digest)
+    assert len(fake.sent) == 1 and fake.repeats_answered == 1

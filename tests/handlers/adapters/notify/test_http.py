@@ -38,10 +38,10 @@ def test_teams_gets_a_message_with_one_adaptive_card(
     assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
     card = attachment["content"]
     assert card["type"] == "AdaptiveCard" and card["version"] == "1.4"
-    assert card["body"][0]["type"] == "TextBlock"
-    facts = {f["title"]: f["value"] for f in card["body"][1]["facts"]}
-    assert facts["Experiment"] == "automl-local-regression"
-    assert facts["Status"] == "failed"
+    assert card["body"][0]["type"] == "RichTextBlock"
+    facts = {b["inlines"][0]["text"]: b["inlines"][1]["text"] for b in card["body"][1:]}
+    assert facts["Experiment: "] == "automl-local-regression"
+    assert facts["Status: "] == "failed"
     (action,) = card["actions"]
     assert action["type"] == "Action.OpenUrl"
     assert action["url"].startswith("https://ml.azure.com/runs/AutoML_ad912b2d")
@@ -55,7 +55,7 @@ def test_slack_gets_text_and_blocks(sample: Callable[[str], dict[str, Any]]) -> 
     kinds = [block["type"] for block in body["blocks"]]
     assert kinds == ["header", "section", "actions"]
     fields = [f["text"] for f in body["blocks"][1]["fields"]]
-    assert "*Experiment*\nautoml-local-regression" in fields
+    assert "Experiment\nautoml-local-regression" in fields
     assert len(fields) <= 10
     assert body["blocks"][2]["elements"][0]["url"].startswith("https://ml.azure.com/runs/")
 
@@ -109,3 +109,53 @@ def test_unreachable_is_retryable_and_does_not_show_the_url(
     with pytest.raises(RetryableError, match="webhook: cannot connect") as info:
         notify_http.webhook(url, secret="", timeout_s=2).send(_message(sample))
     assert "TOPSECRET" not in str(info.value) and "127.0.0.1" not in str(info.value)
+
+
+# --- secrets echoed back, redirects, stable ids (issue 12, rows 5 and 15) -----------------------
+
+def test_an_error_body_echoing_the_url_does_not_carry_the_token_into_the_error(
+        sample: Callable[[str], dict[str, Any]]) -> None:
+    # GIVEN a receiver whose 400 body repeats the path and query it was called with
+    with http_receiver() as receiver:
+        receiver.statuses, receiver.echo_path = [400], True
+        with pytest.raises(PermanentError, match="webhook: HTTP 400") as info:
+            notify_http.webhook(receiver.url, secret="", timeout_s=5).send(_message(sample))
+    # THEN the error keeps what helps (the status, the server's words) but not the token
+    assert "TOPSECRET" not in str(info.value) and "no such hook" in str(info.value)
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_not_followed(status: int, sample: Callable[[str], dict[str, Any]]) -> None:
+    # urllib follows a 301/302/303 to a POST as a GET, without the body, wherever it points.
+    with http_receiver() as elsewhere, http_receiver() as receiver:
+        receiver.statuses, receiver.location = [status], elsewhere.url
+        with pytest.raises(PermanentError, match=f"teams: HTTP {status}"):
+            notify_http.teams(receiver.url, timeout_s=5).send(_message(sample))
+    assert elsewhere.attempts == 0
+
+
+@pytest.mark.parametrize("make", [
+    lambda url: notify_http.webhook(url, secret="s3cret-key", timeout_s=5),
+    lambda url: notify_http.teams(url, timeout_s=5), lambda url: notify_http.slack(url, timeout_s=5)],
+    ids=["webhook", "teams", "slack"])
+def test_every_post_carries_the_messages_stable_idempotency_key(
+        make: Callable[[str], notify_http.HttpChannel],
+        sample: Callable[[str], dict[str, Any]]) -> None:
+    # GIVEN a receiver that drops a request whose Idempotency-Key it has seen
+    with http_receiver() as receiver:
+        receiver.dedupe = True
+        channel = make(receiver.url)
+        # WHEN the same message is sent twice (a redelivery after a crash)
+        channel.send(_message(sample))
+        channel.send(_message(sample))
+    # THEN both carried the same key (an RFC 8941 string, as the IETF draft defines it) ...
+    assert receiver.keys == ['"key1.x"', '"key1.x"']
+    assert receiver.dropped == 1 and len(receiver.received) == 1  # ... so the repeat was dropped
+    assert receiver.received[0].headers[notify_http.MESSAGE_ID_HEADER] == "key1.x"
+
+
+def test_the_webhook_body_carries_the_same_id(sample: Callable[[str], dict[str, Any]]) -> None:
+    with http_receiver() as receiver:
+        notify_http.webhook(receiver.url, secret="", timeout_s=5).send(_message(sample))
+    (request,) = receiver.received
+    assert request.json()["id"] == "key1.x" and request.headers["Idempotency-Key"] == '"key1.x"'

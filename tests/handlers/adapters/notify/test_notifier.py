@@ -10,12 +10,21 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from email.header import decode_header, make_header
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from handlers.adapters.notify import http as notify_http
+from handlers.adapters.notify.notifier import Notifier
+from handlers.events.parse import RunStatusChanged, parse_event
+from handlers.notify import storm
+from handlers.notify.decide import decide
 from handlers.notify.handler import flush_digests
+from handlers.notify.message import Message
+from handlers.notify.plan import NotificationPlan
+from handlers.notify.settings import NotifySettings
 from handlers.outcome import Outcome
 from handlers.runtime.dispatch import Dispatcher
 from handlers.runtime.routing import ON_RUN_STATUS
@@ -379,3 +388,110 @@ def test_racing_instances_share_one_storm_budget(make_dispatcher: Callable[..., 
     kinds = [p["kind"] for p in webhook.payloads()]
     assert kinds == ["notification"] * 3 + ["digest"]
     assert webhook.payloads()[3]["digest"]["total"] == 397
+
+
+# --- issue 12: every failure classified, every channel isolated, stable ids ---------------------
+
+class CrashingChannel:
+    """A channel whose library fails in a way nobody classified (a bug, a surprise)."""
+
+    name = "crashing"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def send(self, message: Message) -> str:
+        self.calls += 1
+        raise UnicodeEncodeError("ascii", message.title, 0, 1, "ordinal not in range(128)")
+
+
+def test_a_channel_raising_an_unexpected_error_does_not_stop_the_others(
+        make_dispatcher: Callable[..., Dispatcher], sample: Sample, tmp_path: Path) -> None:
+    # GIVEN a channel that raises an exception of no known kind, before a real webhook
+    with http_receiver() as webhook:
+        dispatcher = make_dispatcher()
+        crashing = CrashingChannel()
+        notifier = Notifier({"crashing": crashing, "webhook": notify_http.webhook(
+            webhook.url, secret="", timeout_s=5)}, dispatcher.ledger, storm.StormPolicy(10, 60))
+        event = parse_event(failed_run(sample, 1))
+        assert isinstance(event, RunStatusChanged)
+        plan = decide(event, NotifySettings.from_mapping({}))
+        assert isinstance(plan, NotificationPlan)
+        # WHEN it notifies
+        result = notifier.notify(plan)
+    # THEN the webhook was sent, the crash is a recorded (permanent) failure of its channel only
+    assert len(webhook.received) == 1 and crashing.calls == 1
+    assert result.outcome is Outcome.FAILED
+    channels = json.loads(result.detail)["channels"]
+    assert channels["webhook"].startswith("sent: HTTP 200")
+    assert channels["crashing"].startswith("failed: UnicodeEncodeError")
+
+
+def test_an_unexpected_error_in_a_handler_is_failed_once_not_retried_forever(
+        make_dispatcher: Callable[..., Dispatcher], sample: Sample, tmp_path: Path) -> None:
+    # GIVEN storm-control state that cannot be read (written by a future version, say)
+    dispatcher = make_dispatcher(AMLEVENTS_DRY_RUN_NOTIFY="false",
+                                 AMLEVENTS_NOTIFY_OUTBOX_DIR=str(tmp_path / "o"))
+    dispatcher.ledger.update_state("notify:storm:outbox", lambda _: {"window_start": "soon"})
+    # WHEN an event comes, twice (Event Grid would redeliver a retry for 24 hours)
+    first = dispatcher.dispatch(failed_run(sample, 1), function=ON_RUN_STATUS)
+    second = dispatcher.dispatch(failed_run(sample, 1), function=ON_RUN_STATUS)
+    # THEN it is a permanent failure with its message, recorded once; the trigger does not raise
+    assert first.outcome is Outcome.FAILED and not first.should_retry
+    assert first.detail.startswith("ValueError: could not convert string to float")
+    assert second.duplicate and second.outcome is Outcome.FAILED
+
+
+def test_poison_text_in_event_data_reaches_every_channel(
+        make_dispatcher: Callable[..., Dispatcher], sinks: Sinks, sample: Sample) -> None:
+    # GIVEN CR/LF (header injection), a lone surrogate, mentions, markdown links, an ESC sequence
+    event = failed_run(sample, 5)
+    event["data"].update(experimentName="exp\r\nBcc: victim@evil.example <!channel>",
+                         runId="run-\ud800-[x](https://evil.example)\x1b[2J")
+    dispatcher = make_dispatcher(**sinks.env())
+    # WHEN it is delivered
+    result = dispatcher.dispatch(event, function=ON_RUN_STATUS)
+    # THEN every channel got it, once (it used to be a 500 and a retry forever, no channel sent)
+    assert result.outcome is Outcome.DONE, result.detail
+    assert sinks.counts() == {"smtp": 1, "acs": 1, "teams": 1, "slack": 1, "webhook": 1}
+    (mail,) = sinks.smtp.messages
+    assert mail["Bcc"] is None and "\ufffd" in str(make_header(decode_header(mail["Subject"])))
+    assert "<!channel>" not in sinks.slack.payloads()[0]["text"]
+    assert sinks.webhook.payloads()[0]["event"]["data"]["runId"].startswith("run-\ufffd-[x]")
+
+
+def test_a_redelivery_sends_the_same_idempotency_key(
+        make_dispatcher: Callable[..., Dispatcher], sample: Sample) -> None:
+    # GIVEN a receiver that takes the message but answers after our timeout (as if we had been
+    # killed after sending): the sender cannot know it arrived
+    with http_receiver() as webhook:
+        webhook.delay_s, webhook.dedupe = 1.5, True
+        dispatcher = make_dispatcher(AMLEVENTS_DRY_RUN_NOTIFY="false",
+                                     AMLEVENTS_NOTIFY_OUTBOX_DIR="",
+                                     AMLEVENTS_NOTIFY_WEBHOOK_URL=webhook.url,
+                                     AMLEVENTS_NOTIFY_TIMEOUT_S="0.5")
+        first = dispatcher.dispatch(failed_run(sample, 8), function=ON_RUN_STATUS)
+        assert first.outcome is Outcome.RETRY, first.detail
+        # WHEN Event Grid redelivers and the receiver is quick again
+        webhook.delay_s = 0.0
+        second = dispatcher.dispatch(failed_run(sample, 8), function=ON_RUN_STATUS)
+    # THEN both POSTs carried the same key, so the receiver dropped the repeat
+    assert second.outcome is Outcome.DONE, second.detail
+    assert len(webhook.keys) == 2 and webhook.keys[0] == webhook.keys[1]
+    assert len(webhook.received) == 1 and webhook.dropped == 1
+
+
+def test_acs_answer_lost_then_redelivery_sends_one_email(
+        make_dispatcher: Callable[..., Dispatcher], sinks: Sinks, sample: Sample) -> None:
+    # GIVEN ACS accepts the email but its answer is lost (the connection drops)
+    env = {name: value for name, value in sinks.env().items() if "ACS" in name or
+           name in ("AMLEVENTS_DRY_RUN_NOTIFY", "AMLEVENTS_NOTIFY_CA_FILE")}
+    dispatcher = make_dispatcher(**env)
+    sinks.acs.drop_responses = 1
+    first = dispatcher.dispatch(failed_run(sample, 4), function=ON_RUN_STATUS)
+    assert first.outcome is Outcome.RETRY, first.detail
+    # WHEN Event Grid redelivers (another instance could: the first-sent time is in the ledger)
+    second = Dispatcher(dispatcher.env).dispatch(failed_run(sample, 4), function=ON_RUN_STATUS)
+    # THEN ACS recognized the repeat: one email
+    assert second.outcome is Outcome.DONE, second.detail
+    assert len(sinks.acs.sent) == 1 and sinks.acs.repeats_answered == 1
