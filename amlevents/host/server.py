@@ -1,8 +1,10 @@
 """A Python-only stand-in for `func start`: serves function_app.py's functions on the host's URLs.
 
 Azure Functions Core Tools cannot be installed here (its npm installer downloads a binary), so
-this host loads the app's registered functions through the azure-functions library's own
-metadata (`FunctionApp.get_functions()`, called once) and answers like the Functions host:
+this host does only what the Functions host and its Event Grid extension do (function keys, the
+validation handshakes, splitting a delivery into events) and leaves the rest to functions.py,
+which loads the app's functions and hands each event to them decoded as the Python worker
+decodes it (azure-functions' own converter). It answers like the Functions host:
 
 - `POST /runtime/webhooks/EventGrid?functionName=NAME` (path case-insensitive), header
   `aeg-event-type: Notification` (body: one event or an array, each invoked separately) or
@@ -17,19 +19,30 @@ Optional extra routes (the Event Grid topic simulator) plug in through `extra_ro
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from amlevents.timers import Schedule, TimerFunction
+from amlevents.host.functions import (
+    EventDecodeError,
+    FunctionLoadError,
+    LoadedFunctions,
+    decode_event,
+    invoke_event_grid,
+    invoke_http,
+    load_functions,
+)
+
+# Importers of the host (cli, simulator, tests, benchmarks) find these here, as before the split.
+__all__ = ["EVENTGRID_PATH", "MAX_BODY_BYTES", "EventDecodeError", "ExtraRoute",
+           "FunctionLoadError", "FunctionsHost", "LoadedFunctions", "LocalServer", "RawBody", "Reply",
+           "decode_event", "error", "load_functions"]
 
 log = logging.getLogger("amlevents.host")
 
@@ -56,68 +69,6 @@ def error(status: int, message: str) -> Reply:
 
 # An extra route, keyed by lower-case path: handler(method, target, headers, body) -> Reply
 ExtraRoute = Callable[[str, str, Mapping[str, str], bytes], Reply]
-
-
-@dataclass(frozen=True)
-class LoadedFunctions:
-    """The app's functions by name: Event Grid triggers and HTTP routes."""
-
-    event_grid: Mapping[str, Callable[..., Any]]
-    http_routes: Mapping[str, tuple[frozenset[str], Callable[..., Any]]]
-    anonymous_routes: frozenset[str] = frozenset()
-    timers: tuple[TimerFunction, ...] = ()
-
-
-@functools.lru_cache(maxsize=8)
-def load_functions(app: Any) -> LoadedFunctions:
-    """Read the registered functions, once per app: a second `get_functions()` call raises."""
-    event_grid: dict[str, Callable[..., Any]] = {}
-    routes: dict[str, tuple[frozenset[str], Callable[..., Any]]] = {}
-    anonymous: set[str] = set()
-    timers: list[TimerFunction] = []
-    for function in app.get_functions():
-        trigger = function.get_trigger()
-        kind = trigger.get_binding_name()
-        name = function.get_function_name()
-        if kind == "eventGridTrigger":
-            event_grid[name.lower()] = function.get_user_function()
-        elif kind == "httpTrigger":
-            raw = trigger.get_dict_repr()
-            route = (raw.get("route") or name).strip("/").lower()
-            methods = frozenset(str(getattr(m, "value", m)).upper()
-                                for m in (raw.get("methods") or ["GET", "POST"]))
-            routes[route] = (methods, function.get_user_function())
-            if str(getattr(raw.get("authLevel"), "value", raw.get("authLevel"))).lower() == \
-                    "anonymous":
-                anonymous.add(route)
-        elif kind == "timerTrigger":
-            raw = trigger.get_dict_repr()
-            timers.append(TimerFunction(name, Schedule.parse(str(raw.get("schedule", ""))),
-                                        bool(raw.get("runOnStartup")),
-                                        function.get_user_function()))
-    return LoadedFunctions(event_grid, routes, frozenset(anonymous), tuple(timers))
-
-
-def _as_event_grid_event(item: Mapping[str, Any]) -> Any:
-    """Build the azure.functions.EventGridEvent the worker would pass (CloudEvents mapped)."""
-    import azure.functions as func
-
-    lowered = {str(k).lower(): v for k, v in item.items()}
-    cloud = "specversion" in lowered
-    event_time = lowered.get("time" if cloud else "eventtime")
-    parsed_time: datetime | None = None
-    if isinstance(event_time, str):
-        try:
-            parsed_time = datetime.fromisoformat(event_time.replace("Z", "+00:00")[:32])
-        except ValueError:
-            parsed_time = None
-    # Missing fields stay None: the dispatcher records the event as invalid, naming them.
-    fields: dict[str, Any] = {
-        "id": lowered.get("id"), "data": lowered.get("data"),
-        "topic": lowered.get("source" if cloud else "topic"), "subject": lowered.get("subject"),
-        "event_type": lowered.get("type" if cloud else "eventtype"), "event_time": parsed_time,
-        "data_version": lowered.get("dataschema" if cloud else "dataversion") or ""}
-    return func.EventGridEvent(**fields)
 
 
 class FunctionsHost:
@@ -209,7 +160,7 @@ class FunctionsHost:
         failures: list[dict[str, str]] = []
         for item in items:
             try:
-                function(_as_event_grid_event(item))
+                invoke_event_grid(function, item)
             except Exception as exc:  # noqa: BLE001 - the host reports, Event Grid retries
                 failures.append({"id": str(item.get("id", ""))[:128],
                                  "error": f"{type(exc).__name__}: {str(exc)[:500]}"})
@@ -226,11 +177,8 @@ class FunctionsHost:
         methods, function = entry
         if method not in methods:
             return error(405, f"/api/{route} accepts {', '.join(sorted(methods))}")
-        import azure.functions as func
-
-        response = function(func.HttpRequest(method=method, url=f"/api/{route}",
-                                             headers=dict(headers), body=body))
-        return Reply(response.status_code, RawBody(response.get_body(), response.mimetype))
+        answer = invoke_http(function, method, route, headers, body)
+        return Reply(answer.status, RawBody(answer.content, answer.mimetype))
 
 
 def _all_cloud_events(items: list[Mapping[str, Any]]) -> bool:

@@ -1,0 +1,121 @@
+"""salvage: a malformed event keeps what can be read, and its key depends on content only."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import azure.functions as func
+import pytest
+from azure.functions import meta
+from azure.functions.eventgrid import EventGridEventInConverter
+
+from handlers.events.salvage import MAX_FIELD_CHARS, Salvaged, salvage
+
+Sample = Callable[[str], dict[str, Any]]
+
+
+def worker_decode(event: dict[str, Any]) -> Any:
+    return EventGridEventInConverter.decode(meta.Datum(type="json", value=json.dumps(event)),
+                                            trigger_metadata=None)
+
+
+def test_a_dict_keeps_its_fields_in_any_casing_and_its_old_key_material() -> None:
+    event = {"ID": "e1", "EventType": "T", "Topic": "/t", "SUBJECT": "s", "data": [1]}
+    found = salvage(event)
+    assert (found.event_id, found.event_type, found.topic, found.subject) == ("e1", "T", "/t", "s")
+    # The same bytes as before salvage existed, so rows already in a ledger keep their keys.
+    assert found.key_material == json.dumps(event, sort_keys=True, default=str).encode()
+
+
+def test_cloud_event_names_are_read_too() -> None:
+    found = salvage({"specversion": "1.0", "id": "c1", "type": "T", "source": "/s"})
+    assert (found.event_id, found.event_type, found.topic, found.subject) == ("c1", "T", "/s", "")
+
+
+@pytest.mark.parametrize("body", [b'{"id": "j1", "eventType": "T"}', '{"id": "j1", "eventType": "T"}'])
+def test_json_text_keeps_its_bytes_as_key_and_its_fields(body: bytes | str) -> None:
+    found = salvage(body)
+    assert found.key_material == (body if isinstance(body, bytes) else body.encode())
+    assert (found.event_id, found.event_type) == ("j1", "T")
+
+
+@pytest.mark.parametrize("body", [b"\xff\xfe", b"[1, 2]", "not json", b"[" * 5000])
+def test_unreadable_text_is_keyed_by_its_bytes(body: bytes | str) -> None:
+    found = salvage(body)
+    assert found.event_id == "" and found.key_material
+
+
+@pytest.mark.parametrize("cloud", [False, True])
+def test_the_same_func_object_content_gives_the_same_key(sample: Sample, cloud: bool) -> None:
+    raw = sample("model_registered")
+    body = ({"specversion": "1.0", "id": raw["id"], "source": raw["topic"],
+             "subject": raw["subject"], "time": raw["eventTime"], "data": raw["data"]}
+            if cloud else {**raw, "eventType": None})
+    first, again = worker_decode(body), worker_decode(body)
+    assert first is not again and repr(first) != repr(again)  # reprs carry memory addresses
+    assert salvage(first) == salvage(again)
+    found = salvage(first)
+    assert (found.event_id, found.event_type, found.topic, found.subject) == \
+        (raw["id"], "", raw["topic"], raw["subject"])
+
+
+def test_different_func_objects_get_different_keys(sample: Sample) -> None:
+    raw = sample("model_registered")
+    other = {**raw, "id": "another"}
+    assert salvage(worker_decode(raw)).key_material != salvage(worker_decode(other)).key_material
+
+
+def test_an_event_grid_event_with_missing_attributes_keeps_the_rest(sample: Sample) -> None:
+    raw = sample("run_status_changed")
+    event = func.EventGridEvent(id=raw["id"], data=raw["data"], topic=None,  # type: ignore[arg-type]
+                                subject=raw["subject"], event_type=None,  # type: ignore[arg-type]
+                                event_time=None, data_version=None)  # type: ignore[arg-type]
+    assert salvage(event) == Salvaged(salvage(event).key_material, raw["id"], "", "",
+                                      raw["subject"])
+
+
+def test_an_unknown_object_gets_a_key_without_its_address() -> None:
+    class Strange:
+        pass
+
+    first, again = salvage(Strange()), salvage(Strange())
+    assert first == again and b"0x" not in first.key_material
+    assert first.event_id == ""
+
+
+def test_fields_are_bounded_and_only_scalars_are_kept() -> None:
+    found = salvage({"id": "x" * 10_000, "eventType": True, "topic": {"a": 1}, "subject": 7})
+    assert len(found.event_id) == MAX_FIELD_CHARS
+    assert (found.event_type, found.topic, found.subject) == ("", "", "7")
+
+
+def test_a_dict_that_json_cannot_sort_still_gets_a_stable_key() -> None:
+    event = {1: "a", "b": object()}
+    assert salvage(event).key_material == salvage({1: "a", "b": object()}).key_material
+
+
+def nested(depth: int, leaf: Any) -> dict[str, Any]:
+    """A dict `depth` levels deep, built without recursion (JSON parsers allow such depth)."""
+    value: Any = leaf
+    for _ in range(depth):
+        value = {"data": value}
+    return value
+
+
+def test_content_deeper_than_json_dumps_or_repr_can_take_still_gets_a_key() -> None:
+    deep, same, other = nested(100_000, [1]), nested(100_000, [1]), nested(100_000, [2])
+    found = salvage({"id": "deep", **deep})
+    assert found.event_id == "deep"
+    assert found.key_material == salvage({"id": "deep", **same}).key_material
+    assert found.key_material != salvage({"id": "deep", **other}).key_material
+
+
+def test_an_object_whose_repr_raises_still_gets_a_key() -> None:
+    class Hostile:
+        def __repr__(self) -> str:
+            raise RuntimeError("no")
+
+    assert salvage(Hostile()) == salvage(Hostile())
+    assert salvage({"id": "h", "x": Hostile()}).event_id == "h"
