@@ -14,13 +14,27 @@
 //   - role assignments for that identity: AzureML Data Scientist on the workspace, Data Factory
 //     Contributor on the factory, Storage Blob Data Owner + Storage Table Data Contributor on the
 //     storage account, Monitoring Metrics Publisher on Application Insights;
-//   - the workspace's Event Grid system topic (system-assigned identity, Storage Blob Data
-//     Contributor on the storage account for dead-lettering) and one event subscription per entry
-//     of infra/subscriptions.json — the same file the local simulator reads.
+//   - the workspace's Event Grid system topic, in the workspace's region (modules/system-topic.bicep;
+//     system-assigned identity, Storage Blob Data Contributor on the storage account for
+//     dead-lettering) and one event subscription per entry of infra/subscriptions.json — the same
+//     file the local simulator reads — to the app's functions, a webhook, an Event Hub, a Service
+//     Bus queue or topic, or a Storage queue (identity-based deliveries get the topic's identity
+//     the destination's data sender role: modules/destination-role.bicep);
+//   - with createOutcomeTopic=true, amlevents' outcome topic (a CloudEvents custom topic, local
+//     auth off), EventGrid Data Sender on it for the app's identity, its endpoint in
+//     AMLEVENTS_OUTCOME_TOPIC_ENDPOINT, and the file's subscriptions whose `topic` is `outcomes`.
+//
+// Placeholders: a destination's endpointUrl or resourceId may be `{name}` in the file; its value
+// comes from the secure subscriptionValues parameter (per-environment ids, webhook URLs with keys).
+// A subscription whose placeholder has no value is not deployed (output skippedSubscriptionNames).
 //
 // Two-phase first deployment: Event Grid checks that an AzureFunction destination exists when the
 // subscription is created ("Destination endpoint not found" otherwise), so the very first run uses
-// deployEventSubscriptions=false, then the code is published, then the template runs again.
+// deployEventSubscriptions=false, then the code is published, then the template runs again
+// (infra/deploy_subscriptions.py waits until the functions are listed and retries).
+// ARM's incremental mode never deletes: a subscription removed from (or renamed in) the file would
+// keep running. infra/deploy_subscriptions.py deletes the `amlevents`-labelled subscriptions of
+// the two topics that this deployment did not create (outputs *SubscriptionNames).
 //
 // NOT COMPILED HERE: the Bicep CLI downloads a native binary, which the build machines cannot do.
 // The syntax and API versions were checked by hand against the Microsoft.Web, Microsoft.EventGrid
@@ -45,8 +59,8 @@ param baseName string = 'amlevents'
 @description('Name of the existing Azure Machine Learning workspace (in this resource group) whose events the app acts on.')
 param workspaceName string
 
-@description('Region of the workspace: its Event Grid system topic must live there.')
-param workspaceLocation string = location
+@description('Region of the workspace, where its Event Grid system topic must live; empty = read from the workspace itself.')
+param workspaceLocation string = ''
 
 @description('Name of the workspace\'s Event Grid system topic. A workspace has at most one: if it already has one, give its name here.')
 param systemTopicName string = '${workspaceName}-events'
@@ -56,6 +70,20 @@ param dataFactoryName string = ''
 
 @description('Create the Event Grid subscriptions. Use false on the very first deployment (before the code is published).')
 param deployEventSubscriptions bool = true
+
+@description('Create amlevents\' outcome topic (amlevents.* CloudEvents) and let the app publish to it.')
+param createOutcomeTopic bool = false
+
+@description('Name of the outcome topic (a custom topic; globally unique: <name>.<region>-1.eventgrid.azure.net).')
+param outcomeTopicName string = '${baseName}-outcomes-${uniqueString(resourceGroup().id)}'
+
+@description('AMLEVENTS_OUTCOME_PUBLISH_DRY_RUN: publish the outcomes of a dry run (as *Planned, dryRun true) to the outcome topic.')
+@allowed(['true', 'false'])
+param publishDryRunOutcomes string = 'false'
+
+@description('Values of the `{name}` placeholders of infra/subscriptions.json (e.g. eventHubId, outcomeWebhookUrl). Secure: webhook URLs may carry keys.')
+@secure()
+param subscriptionValues object = {}
 
 @description('Function App name (globally unique: <name>.azurewebsites.net).')
 param functionAppName string = '${baseName}-${uniqueString(resourceGroup().id)}'
@@ -137,6 +165,7 @@ var roles = {
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  eventGridDataSender: 'd5a91429-5739-47e2-a06b-3470a27159e7'
 }
 
 // The one subscriptions file, shared with the local simulator (amlevents/simulator). Its items
@@ -148,6 +177,21 @@ var deadLetterContainers = union(
   map(filter(eventSubscriptions, s => s.?deadLetter != null), s => string(s.deadLetter.blobContainerName)),
   []
 )
+
+// Each subscription with its destination resolved (`target`): placeholders replaced, batching
+// spread into a WebHook's properties. `function` entries are built in subscriptionProperties.
+var resolvedSubscriptions = map(eventSubscriptions, s => union(s, {
+  target: s.?function != null ? { properties: {} } : destinationOf(s.?destination ?? s.?deliveryWithResourceIdentity.?destination, subscriptionValues, s.?batching ?? {})
+}))
+// A placeholder without a value resolves to '': that subscription is not deployed.
+var deployableSubscriptions = filter(resolvedSubscriptions, s => s.?function != null || ((s.target.properties.?endpointUrl ?? '-') != '' && (s.target.properties.?resourceId ?? '-') != ''))
+var deployableNames = map(deployableSubscriptions, s => string(s.name))
+var skippedSubscriptionNames = map(filter(eventSubscriptions, s => !contains(deployableNames, string(s.name))), s => string(s.name))
+var workspaceSubscriptions = filter(deployableSubscriptions, s => (s.?topic ?? 'workspace') == 'workspace')
+var outcomeSubscriptions = filter(deployableSubscriptions, s => s.?topic == 'outcomes')
+// Identity-based deliveries: the topic's identity gets the destination's data sender role.
+var workspaceIdentityDeliveries = filter(workspaceSubscriptions, s => s.?deliveryWithResourceIdentity != null)
+var outcomeIdentityDeliveries = filter(outcomeSubscriptions, s => s.?deliveryWithResourceIdentity != null)
 
 // Flex Consumption pulls the app package from this container.
 var deploymentContainerName = 'app-package'
@@ -167,6 +211,73 @@ var platformSettings = {
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${appIdentity.properties.clientId};Authorization=AAD'
 }
 
+// ---------------------------------------------------------------------------------------------
+// Functions (the subscriptions file's shapes -> ARM's)
+// ---------------------------------------------------------------------------------------------
+
+// `{name}` -> subscriptionValues.name ('' when it has no value); any other value as is.
+func resolve(value string, values object) string => startsWith(value, '{') && endsWith(value, '}') ? (values[?substring(value, 1, length(value) - 2)] ?? '') : value
+
+// ARM's destination from the file's: placeholders resolved, a WebHook's batching in its properties.
+func destinationOf(raw object, values object, batching object) object => union(raw, {
+  properties: union(
+    raw.properties,
+    contains(raw.properties, 'endpointUrl') ? { endpointUrl: resolve(raw.properties.endpointUrl, values) } : {},
+    contains(raw.properties, 'resourceId') ? { resourceId: resolve(raw.properties.resourceId, values) } : {},
+    raw.endpointType == 'WebHook' ? {
+      maxEventsPerBatch: batching.?maxEventsPerBatch ?? 1
+      preferredBatchSizeInKilobytes: batching.?preferredBatchSizeInKilobytes ?? 64
+    } : {}
+  )
+})
+
+// ARM's eventSubscription properties for one (resolved) entry of the file; Event Grid's own
+// defaults where the file says nothing.
+func subscriptionProperties(sub object, functionAppId string, storageId string) object => {
+  destination: sub.?deliveryWithResourceIdentity != null ? null : (sub.?function != null ? {
+    endpointType: 'AzureFunction'
+    properties: {
+      resourceId: '${functionAppId}/functions/${sub.function}'
+      maxEventsPerBatch: sub.?batching.?maxEventsPerBatch ?? 1
+      preferredBatchSizeInKilobytes: sub.?batching.?preferredBatchSizeInKilobytes ?? 64
+    }
+  } : sub.target)
+  deliveryWithResourceIdentity: sub.?deliveryWithResourceIdentity == null ? null : {
+    identity: {
+      type: 'SystemAssigned'
+    }
+    destination: sub.target
+  }
+  eventDeliverySchema: sub.?eventDeliverySchema ?? 'EventGridSchema'
+  filter: {
+    includedEventTypes: sub.?filter.?includedEventTypes // null = every event type
+    subjectBeginsWith: sub.?filter.?subjectBeginsWith ?? ''
+    subjectEndsWith: sub.?filter.?subjectEndsWith ?? ''
+    isSubjectCaseSensitive: sub.?filter.?isSubjectCaseSensitive ?? false
+    enableAdvancedFilteringOnArrays: sub.?filter.?enableAdvancedFilteringOnArrays ?? false
+    advancedFilters: sub.?filter.?advancedFilters ?? [] // ARM's AdvancedFilter shape, as in the file
+  }
+  retryPolicy: {
+    maxDeliveryAttempts: sub.?retryPolicy.?maxDeliveryAttempts ?? 30
+    eventTimeToLiveInMinutes: sub.?retryPolicy.?eventTimeToLiveInMinutes ?? 1440
+  }
+  deadLetterWithResourceIdentity: sub.?deadLetter == null ? null : {
+    identity: {
+      type: 'SystemAssigned'
+    }
+    deadLetterDestination: {
+      endpointType: 'StorageBlob'
+      properties: {
+        resourceId: storageId
+        blobContainerName: sub.deadLetter.blobContainerName
+      }
+    }
+  }
+  labels: [
+    'amlevents' // deploy_subscriptions.py deletes labelled subscriptions that are not in the file
+  ]
+}
+
 // amlevents settings, named exactly as in local.settings.sample.json (tests/infra checks it).
 // AMLEVENTS_HOST_KEY is for the local host only; the Functions host has its own keys.
 var amleventsSettings = {
@@ -182,6 +293,10 @@ var amleventsSettings = {
   AMLEVENTS_NOTIFY_RUN_STATUSES: notifyRunStatuses
   AMLEVENTS_NOTIFY_RUN_COMPLETED: notifyRunCompleted
   AMLEVENTS_NOTIFY_MODEL_DEPLOYED: notifyModelDeployed
+  // The outcome topic: off ('') unless created here; the app signs in with its identity.
+  AMLEVENTS_OUTCOME_TOPIC_ENDPOINT: createOutcomeTopic ? outcomeTopic.properties.endpoint : ''
+  AMLEVENTS_OUTCOME_SOURCE: functionApp.id
+  AMLEVENTS_OUTCOME_PUBLISH_DRY_RUN: publishDryRunOutcomes
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -416,17 +531,19 @@ resource factoryContributor 'Microsoft.Authorization/roleAssignments@2022-04-01'
 // Event Grid: the workspace's system topic and the subscriptions of infra/subscriptions.json
 // ---------------------------------------------------------------------------------------------
 
-resource systemTopic 'Microsoft.EventGrid/systemTopics@2025-02-15' = {
+module systemTopicDeployment 'modules/system-topic.bicep' = {
+  name: 'amlevents-system-topic'
+  params: {
+    name: systemTopicName
+    location: empty(workspaceLocation) ? workspace.location : workspaceLocation
+    workspaceId: workspace.id
+    tags: tags
+  }
+}
+
+// The module's topic, as the subscriptions' parent (they depend on the module).
+resource systemTopic 'Microsoft.EventGrid/systemTopics@2025-02-15' existing = {
   name: systemTopicName
-  location: workspaceLocation
-  tags: tags
-  identity: {
-    type: 'SystemAssigned' // writes dead letters with Entra ID (the account has no shared keys)
-  }
-  properties: {
-    source: workspace.id
-    topicType: 'Microsoft.MachineLearningServices.Workspaces'
-  }
 }
 
 resource deadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
@@ -434,57 +551,99 @@ resource deadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   scope: storage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
-    principalId: systemTopic.identity.principalId
+    principalId: systemTopicDeployment.outputs.principalId
     principalType: 'ServicePrincipal'
   }
 }
 
+module workspaceDestinationRoles 'modules/destination-role.bicep' = [
+  for sub in workspaceIdentityDeliveries: if (deployEventSubscriptions) {
+    name: 'amlevents-role-${uniqueString(systemTopic.id, sub.name)}'
+    scope: resourceGroup(split(sub.target.properties.resourceId, '/')[2], split(sub.target.properties.resourceId, '/')[4])
+    params: {
+      principalId: systemTopicDeployment.outputs.principalId
+      topicId: systemTopic.id
+      endpointType: sub.target.endpointType
+      destinationId: sub.target.properties.resourceId
+    }
+  }
+]
+
 resource topicSubscriptions 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2025-02-15' = [
-  for sub in eventSubscriptions: if (deployEventSubscriptions) {
+  for sub in workspaceSubscriptions: if (deployEventSubscriptions) {
     parent: systemTopic
     name: sub.name
-    properties: {
-      destination: {
-        endpointType: 'AzureFunction'
-        properties: {
-          resourceId: '${functionApp.id}/functions/${sub.function}'
-          maxEventsPerBatch: sub.?batching.?maxEventsPerBatch ?? 1
-          preferredBatchSizeInKilobytes: sub.?batching.?preferredBatchSizeInKilobytes ?? 64
-        }
-      }
-      eventDeliverySchema: sub.?eventDeliverySchema ?? 'EventGridSchema'
-      filter: {
-        includedEventTypes: sub.?filter.?includedEventTypes // null = every event type
-        subjectBeginsWith: sub.?filter.?subjectBeginsWith ?? ''
-        subjectEndsWith: sub.?filter.?subjectEndsWith ?? ''
-        isSubjectCaseSensitive: sub.?filter.?isSubjectCaseSensitive ?? false
-        enableAdvancedFilteringOnArrays: sub.?filter.?enableAdvancedFilteringOnArrays ?? false
-        advancedFilters: sub.?filter.?advancedFilters ?? [] // ARM's AdvancedFilter shape, as in the file
-      }
-      retryPolicy: {
-        maxDeliveryAttempts: sub.?retryPolicy.?maxDeliveryAttempts ?? 30
-        eventTimeToLiveInMinutes: sub.?retryPolicy.?eventTimeToLiveInMinutes ?? 1440
-      }
-      deadLetterWithResourceIdentity: sub.?deadLetter == null ? null : {
-        identity: {
-          type: 'SystemAssigned'
-        }
-        deadLetterDestination: {
-          endpointType: 'StorageBlob'
-          properties: {
-            resourceId: storage.id
-            blobContainerName: sub.deadLetter.blobContainerName
-          }
-        }
-      }
-      labels: [
-        'amlevents'
-      ]
-    }
+    properties: subscriptionProperties(sub, functionApp.id, storage.id)
     dependsOn: [
+      systemTopicDeployment
       functionAppSettings
       deadLetterContainer
       deadLetterWriter
+      workspaceDestinationRoles
+    ]
+  }
+]
+
+// ---------------------------------------------------------------------------------------------
+// The outcome topic (amlevents.* CloudEvents) and the subscriptions whose `topic` is `outcomes`
+// ---------------------------------------------------------------------------------------------
+
+resource outcomeTopic 'Microsoft.EventGrid/topics@2025-02-15' = if (createOutcomeTopic) {
+  name: outcomeTopicName
+  location: location
+  tags: tags
+  identity: {
+    type: 'SystemAssigned' // dead letters and identity-based deliveries
+  }
+  properties: {
+    inputSchema: 'CloudEventSchemaV1_0'
+    disableLocalAuth: true // Entra ID only: the app publishes with its managed identity
+    publicNetworkAccess: 'Enabled'
+  }
+}
+
+resource outcomeSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (createOutcomeTopic) {
+  name: guid(outcomeTopic.id, appIdentity.id, roles.eventGridDataSender)
+  scope: outcomeTopic
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.eventGridDataSender)
+    principalId: appIdentity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource outcomeDeadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (createOutcomeTopic) {
+  name: guid(storage.id, outcomeTopic.id, roles.storageBlobDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
+    principalId: outcomeTopic.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+module outcomeDestinationRoles 'modules/destination-role.bicep' = [
+  for sub in outcomeIdentityDeliveries: if (deployEventSubscriptions && createOutcomeTopic) {
+    name: 'amlevents-role-${uniqueString(outcomeTopicName, sub.name)}'
+    scope: resourceGroup(split(sub.target.properties.resourceId, '/')[2], split(sub.target.properties.resourceId, '/')[4])
+    params: {
+      principalId: outcomeTopic.identity.principalId
+      topicId: outcomeTopic.id
+      endpointType: sub.target.endpointType
+      destinationId: sub.target.properties.resourceId
+    }
+  }
+]
+
+resource outcomeTopicSubscriptions 'Microsoft.EventGrid/topics/eventSubscriptions@2025-02-15' = [
+  for sub in outcomeSubscriptions: if (deployEventSubscriptions && createOutcomeTopic) {
+    parent: outcomeTopic
+    name: sub.name
+    properties: subscriptionProperties(sub, functionApp.id, storage.id)
+    dependsOn: [
+      deadLetterContainer
+      outcomeDeadLetterWriter
+      outcomeDestinationRoles
     ]
   }
 ]
@@ -500,5 +659,11 @@ output managedIdentityClientId string = appIdentity.properties.clientId
 output managedIdentityPrincipalId string = appIdentity.properties.principalId
 output storageAccountName string = storage.name
 output systemTopicName string = systemTopic.name
-output eventSubscriptionNames array = [for sub in eventSubscriptions: string(sub.name)]
+output outcomeTopicName string = createOutcomeTopic ? outcomeTopic.name : ''
+output outcomeTopicEndpoint string = createOutcomeTopic ? outcomeTopic.properties.endpoint : ''
+// What this deployment created on each topic (deploy_subscriptions.py deletes the rest).
+output eventSubscriptionNames array = deployEventSubscriptions ? map(workspaceSubscriptions, s => string(s.name)) : []
+output outcomeSubscriptionNames array = deployEventSubscriptions && createOutcomeTopic ? map(outcomeSubscriptions, s => string(s.name)) : []
+// Subscriptions of the file not deployed: a `{placeholder}` without a value in subscriptionValues.
+output skippedSubscriptionNames array = skippedSubscriptionNames
 output deadLetterContainers array = deadLetterContainers

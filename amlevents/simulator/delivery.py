@@ -2,11 +2,16 @@
 
 Follows https://learn.microsoft.com/azure/event-grid/delivery-and-retry:
 
-- Target: `{host}/runtime/webhooks/EventGrid?functionName={function}` (`&code=` when keyed); the
-  body and headers are built by delivery_format.py.
+- Target by destination: an AzureFunction `{host}/runtime/webhooks/EventGrid?functionName={function}`
+  (`&code=` when keyed); a WebHook its `endpointUrl`; a StorageQueue one message per event
+  (queue_delivery.py, through `queues`). The body and headers are built by delivery_format.py.
+- EventHub, ServiceBusQueue and ServiceBusTopic destinations have no local emulator: `submit`
+  records what they would have received (through `recorder`, in the subscription's schema) and
+  journals `not_delivered`; so does a StorageQueue when no queue service is configured.
 - Subscriptions are created first (`create_subscriptions`): a WebHook endpoint is validated then,
   once (handshake.py); a failed validation means no subscription. AzureFunction destinations
-  are not validated. Deliveries never repeat the handshake.
+  are not validated (unless the engine's `endpoint_type` is WebHook: the host's function URLs
+  then stand in for webhooks), nor are Azure resources. Deliveries never repeat the handshake.
 - Success is 200-204 only; which answers are retried, and after how long, is delivery_policy.py.
   An answer that is never retried is dead-lettered at once as
   UndeliverableDueToProbationCausedByClientError (journal.py).
@@ -25,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from amlevents.simulator import journal as jr
@@ -39,7 +44,13 @@ from amlevents.simulator.delivery_policy import (
 from amlevents.simulator.handshake import options_handshake, validation_handshake
 from amlevents.simulator.journal import DeadLetterInfo, DeadLetterWriter, Journal, JournalEntry
 from amlevents.simulator.subscription_model import (
+    AZURE_FUNCTION,
     CLOUD_EVENT_SCHEMA,
+    EVENT_HUB,
+    SERVICE_BUS_QUEUE,
+    SERVICE_BUS_TOPIC,
+    STORAGE_QUEUE,
+    WEBHOOK,
     Subscription,
     SubscriptionValidationError,
 )
@@ -53,6 +64,15 @@ log = logging.getLogger("amlevents.simulator")
 
 LOCAL_TOPIC_ID = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/local"
                   "/providers/Microsoft.EventGrid/topics/amlevents-local")
+NO_EMULATOR = frozenset({EVENT_HUB, SERVICE_BUS_QUEUE, SERVICE_BUS_TOPIC})
+
+
+class QueueDeliverer(Protocol):
+    """Puts a batch's events on a StorageQueue destination's queue (QueueSender does)."""
+
+    def send(self, subscription: Subscription, events: Sequence[Mapping[str, Any]]) -> Attempt:
+        """One attempt: every event enqueued, or the first refusal."""
+        ...
 
 
 @dataclass
@@ -76,6 +96,7 @@ class DeliveryEngine:
                  function_key: str | None = None, time_scale: float = 1.0, workers: int = 4,
                  response_timeout_s: float = 30.0, endpoint_type: str = "WebHook",
                  topic_id: str = LOCAL_TOPIC_ID, transport: Transport | None = None,
+                 queues: QueueDeliverer | None = None, recorder: DeadLetterWriter | None = None,
                  now: Callable[[], datetime] = jr.utc_now) -> None:
         if time_scale <= 0 or workers < 1 or endpoint_type not in NON_RETRIABLE:
             raise ValueError("time_scale must be > 0, workers >= 1, endpoint_type WebHook or "
@@ -86,6 +107,7 @@ class DeliveryEngine:
         self.response_timeout_s, self.endpoint_type = response_timeout_s, endpoint_type
         self.topic_id = topic_id
         self._transport = transport or HttpClientTransport()
+        self._queues, self._recorder = queues, recorder
         self._now = now
         self._worker_count = workers
         self._heap: list[tuple[float, int, _Job]] = []
@@ -98,7 +120,9 @@ class DeliveryEngine:
         self._created_lock = threading.Lock()
 
     def endpoint_url(self, subscription: Subscription) -> str:
-        """The function's Event Grid webhook URL on the host."""
+        """A WebHook destination's URL, or the function's Event Grid webhook URL on the host."""
+        if subscription.destination is not None:
+            return subscription.destination.endpoint_url
         url = (f"{self.host_base_url}/runtime/webhooks/EventGrid"
                f"?functionName={quote(subscription.function)}")
         return url + (f"&code={quote(self.function_key)}" if self.function_key else "")
@@ -137,9 +161,20 @@ class DeliveryEngine:
         if failures:
             raise SubscriptionValidationError("event subscription creation", failures)
 
+    def delivered_locally(self, subscription: Subscription) -> bool:
+        """False for destinations only recorded here (no emulator, or no queue service)."""
+        kind = subscription.endpoint_type
+        return kind not in NO_EMULATOR and not (kind == STORAGE_QUEUE and self._queues is None)
+
+    def _policy(self, subscription: Subscription) -> str:
+        """The retry-policy row: WebHook, or Azure resources (AzureFunction's row)."""
+        if subscription.destination is None:
+            return self.endpoint_type
+        return WEBHOOK if subscription.endpoint_type == WEBHOOK else AZURE_FUNCTION
+
     def _validation_problem(self, subscription: Subscription) -> str:
-        if self.endpoint_type != "WebHook":
-            return ""  # Azure Functions with an Event Grid trigger: validated by Azure itself
+        if self._policy(subscription) != WEBHOOK:
+            return ""  # Azure Functions with an Event Grid trigger, Azure resources: by Azure
         url = self.endpoint_url(subscription)
         if subscription.event_delivery_schema == CLOUD_EVENT_SCHEMA:
             problem = options_handshake(self._transport, url, self.response_timeout_s)
@@ -162,6 +197,9 @@ class DeliveryEngine:
             raise ValueError(f"subscription {subscription.name!r} was not created: "
                              "create_subscriptions() first (a WebHook must pass validation)")
         job = _Job(subscription, tuple(dict(e) for e in events), self._now(), time.monotonic())
+        if not self.delivered_locally(subscription):
+            self._record_undelivered(job)
+            return
         with self._cond:
             stopped = self._stopping
         if stopped:  # after stop(): nothing would deliver it
@@ -236,18 +274,20 @@ class DeliveryEngine:
         job.last_status, job.last_outcome = attempt.status, attempt.outcome
         if attempt.delivered:
             self._journal(job, jr.DELIVERED, f"HTTP {attempt.status}")
-        elif attempt.status in NON_RETRIABLE[self.endpoint_type]:
+        elif attempt.status in NON_RETRIABLE[self._policy(job.subscription)]:
             self._dead_letter(job, jr.UNDELIVERABLE_DUE_TO_CLIENT_ERROR)
         elif job.attempts >= job.subscription.retry_policy.max_delivery_attempts:
             self._dead_letter(job, jr.MAX_DELIVERY_ATTEMPTS_EXCEEDED)
         else:
-            delay_s = retry_delay_s(job.attempts, attempt.status, self.endpoint_type)
+            delay_s = retry_delay_s(job.attempts, attempt.status, self._policy(job.subscription))
             self._schedule(job, time.monotonic() + delay_s * self.time_scale)
 
     def _simulated_elapsed_s(self, job: _Job, mono: float) -> float:
         return (mono - job.publish_mono) / self.time_scale
 
     def _attempt(self, job: _Job) -> Attempt:
+        if job.subscription.endpoint_type == STORAGE_QUEUE and self._queues is not None:
+            return self._queues.send(job.subscription, job.events)
         url = self.endpoint_url(job.subscription)
         try:
             headers, body = notification(job.subscription, job.events, job.attempts)
@@ -284,12 +324,28 @@ class DeliveryEngine:
             return
         self._journal(job, jr.DEAD_LETTERED, reason, location)
 
+    def _record_undelivered(self, job: _Job) -> None:
+        """What a destination without a local emulator would have received, kept and journaled."""
+        subscription = job.subscription
+        kind = subscription.endpoint_type
+        why = (f"{kind} destinations are not delivered locally (no emulator here)"
+               if kind in NO_EMULATOR else
+               f"{kind} destination not delivered: no queue service configured")
+        location = ""
+        if self._recorder is not None:
+            name = jr.blob_name(self.topic_id.rsplit("/", 1)[-1], subscription.name, self._now())
+            try:
+                location = self._recorder.write(kind.lower(), name, list(job.events))
+            except OSError as exc:
+                why += f"; recording failed: {exc}"
+        self._journal(job, jr.NOT_DELIVERED, why, location)
+
     def _journal(self, job: _Job, outcome: str, reason: str, location: str = "") -> None:
         for event in job.events:
             self.journal.record(JournalEntry(
                 time=jr.iso(self._now()), outcome=outcome, event_id=str(event.get("id", "")),
                 event_type=str(event.get("eventType") or event.get("type") or ""),
-                subscription=job.subscription.name, function=job.subscription.function,
+                subscription=job.subscription.name, function=job.subscription.target,
                 reason=reason, delivery_attempts=job.attempts,
                 last_http_status_code=job.last_status, location=location))
 

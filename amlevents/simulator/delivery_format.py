@@ -55,4 +55,23 @@ def notification(subscription: Subscription, events: Sequence[Mapping[str, Any]]
                "aeg-subscription-name": subscription.name.upper(),
                "aeg-delivery-count": str(attempt - 1), "aeg-metadata-version": "1",
                "aeg-data-version": str(events[0].get("dataVersion", ""))}
+    headers.update(delivery_attributes(subscription, events[0]))
     return headers, jsonnum.dumps(payload).encode("utf-8")
+
+
+def delivery_attributes(subscription: Subscription, event: Mapping[str, Any]) -> dict[str, str]:
+    """The destination's deliveryAttributeMappings as headers: Static values as given, Dynamic
+    ones read from the event (`data.a.b`, or a top-level property); a missing one is left out."""
+    if subscription.destination is None:
+        return {}
+    headers: dict[str, str] = {}
+    for attribute in subscription.destination.attributes:
+        if attribute.type == "Static":
+            headers[attribute.name] = attribute.value
+            continue
+        value: Any = event
+        for part in attribute.source_field.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if value is not None and not isinstance(value, (Mapping, list)):
+            headers[attribute.name] = value if isinstance(value, str) else jsonnum.dumps(value)
+    return headers

@@ -1,8 +1,11 @@
 """Where every published event ends: the journal, and dead-letter records and their writers.
 
 Each (event, subscription) pair ends in exactly one journal entry: `delivered`, `filtered`
-(with the reason), `dead_lettered` (with the dead-letter file) or `dropped` (a subscription
-without a dead-letter destination, which Event Grid drops too).
+(with the reason), `dead_lettered` (with the dead-letter file), `dropped` (a subscription
+without a dead-letter destination, which Event Grid drops too) or `not_delivered` (an Event Hub
+or Service Bus destination, which has no local emulator: what it would have received is
+recorded, with the file in `location`). `function` names the destination: the function, or
+`webhook HOST`, `queue NAME`, `EventHub NAME`.
 
 Dead-letter records follow https://learn.microsoft.com/azure/event-grid/delivery-and-retry
 ("Delivery event formats"): the event as delivered plus deadLetterReason, deliveryAttempts,
@@ -30,6 +33,7 @@ DELIVERED = "delivered"
 FILTERED = "filtered"
 DEAD_LETTERED = "dead_lettered"
 DROPPED = "dropped"
+NOT_DELIVERED = "not_delivered"  # simulator only: a destination without a local emulator
 
 # deadLetterReason values. The two limits of the retry policy are documented (delivery-and-retry:
 # the retry count reached, the time-to-live passed at the next scheduled attempt).

@@ -54,9 +54,57 @@ class DeadLetter:
     blob_container_name: str
 
 
+# Destinations (ARM's EventSubscriptionDestination `endpointType`). `function` in the file is an
+# AzureFunction destination of this app; the others are written as ARM writes them.
+AZURE_FUNCTION = "AzureFunction"
+WEBHOOK = "WebHook"
+EVENT_HUB = "EventHub"
+SERVICE_BUS_QUEUE = "ServiceBusQueue"
+SERVICE_BUS_TOPIC = "ServiceBusTopic"
+STORAGE_QUEUE = "StorageQueue"
+ENDPOINT_TYPES = (WEBHOOK, EVENT_HUB, SERVICE_BUS_QUEUE, SERVICE_BUS_TOPIC, STORAGE_QUEUE)
+# deliveryWithResourceIdentity: the topic's managed identity signs the delivery (ARM supports it
+# for these; a WebHook authenticates with Entra ID app settings instead).
+IDENTITY_ENDPOINT_TYPES = (EVENT_HUB, SERVICE_BUS_QUEUE, SERVICE_BUS_TOPIC, STORAGE_QUEUE)
+# Which topic a subscription belongs to: the workspace's system topic (Azure ML events), or
+# amlevents' own outcome topic (amlevents.* CloudEvents).
+WORKSPACE_TOPIC = "workspace"
+OUTCOMES_TOPIC = "outcomes"
+TOPICS = (WORKSPACE_TOPIC, OUTCOMES_TOPIC)
+
+
+@dataclass(frozen=True)
+class DeliveryAttribute:
+    """ARM's deliveryAttributeMappings item: a header on each delivery (Static or Dynamic)."""
+
+    name: str
+    type: str  # Static | Dynamic
+    value: str = field(default="", repr=False)  # Static (may be a secret)
+    source_field: str = ""  # Dynamic: a property of the event, e.g. data.endpoint
+    is_secret: bool = False
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a subscription delivers, with ARM's properties for its endpointType.
+
+    `unresolved` lists `{placeholder}` values of the file that no value was given for: such a
+    subscription is not created (the template skips it too).
+    """
+
+    endpoint_type: str
+    endpoint_url: str = field(default="", repr=False)  # WebHook (may hold a key)
+    resource_id: str = ""  # EventHub, ServiceBusQueue/Topic; StorageQueue: the storage account
+    queue_name: str = ""  # StorageQueue
+    queue_message_ttl_s: int | None = None  # StorageQueue; -1 = never expires
+    identity: str = ""  # deliveryWithResourceIdentity: SystemAssigned
+    attributes: tuple[DeliveryAttribute, ...] = ()
+    unresolved: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Subscription:
-    """One event subscription targeting one function of the app."""
+    """One event subscription: to one function of the app, or to another destination."""
 
     name: str
     function: str
@@ -66,6 +114,27 @@ class Subscription:
     dead_letter: DeadLetter | None = None
     event_delivery_schema: str = EVENT_GRID_SCHEMA
     description: str = ""
+    destination: Destination | None = None  # None: the AzureFunction `function`
+    topic: str = WORKSPACE_TOPIC
+
+    @property
+    def endpoint_type(self) -> str:
+        """ARM's endpointType of the destination."""
+        return self.destination.endpoint_type if self.destination else AZURE_FUNCTION
+
+    @property
+    def target(self) -> str:
+        """What the journal names as the destination: the function, URL host, queue or resource."""
+        if self.destination is None:
+            return self.function
+        dest = self.destination
+        if dest.endpoint_type == WEBHOOK:
+            from urllib.parse import urlsplit
+
+            return f"webhook {urlsplit(dest.endpoint_url).hostname or '?'}"
+        if dest.endpoint_type == STORAGE_QUEUE:
+            return f"queue {dest.queue_name}"
+        return f"{dest.endpoint_type} {dest.resource_id.rsplit('/', 1)[-1]}"
 
 
 class SubscriptionsError(ValueError):

@@ -2,9 +2,17 @@
 
 The Bicep template reads the same file (`loadJsonContent`), so names are ARM's
 eventSubscription ones: `filter` is ARM's EventSubscriptionFilter as is, `retryPolicy` ARM's
-RetryPolicy, `eventDeliverySchema` ARM's. The template assembles the rest: `function` becomes an
-AzureFunction destination, `batching` its `maxEventsPerBatch`/`preferredBatchSizeInKilobytes`,
-`deadLetter.blobContainerName` a StorageBlob dead-letter destination.
+RetryPolicy, `eventDeliverySchema` ARM's, `destination` and `deliveryWithResourceIdentity` ARM's
+(WebHook, EventHub, ServiceBusQueue, ServiceBusTopic, StorageQueue, with ARM's properties). The
+template assembles the rest: `function` becomes an AzureFunction destination of the app,
+`batching` the destination's `maxEventsPerBatch`/`preferredBatchSizeInKilobytes`,
+`deadLetter.blobContainerName` a StorageBlob dead-letter destination, `topic` the parent topic
+(the workspace's system topic, or amlevents' outcome topic).
+
+A destination's `endpointUrl` or `resourceId` may be a placeholder, `{name}`, whose value comes
+from the template's `subscriptionValues` parameter (locally: AMLEVENTS_SIMULATOR_SUBSCRIPTION_VALUES,
+a JSON object): ids that differ per environment, and webhook URLs that carry a key, stay out of
+the file. A subscription with a placeholder that has no value is not created, by either.
 
 Validation runs twice: semantic checks first (every problem collected, each naming the
 subscription and field; the filter and Event Grid's limits on it in filter_checks.py), then the
@@ -29,10 +37,19 @@ from amlevents.simulator.filter_checks import (
 from amlevents.simulator.subscription_model import (
     CLOUD_EVENT_SCHEMA,
     DELIVERY_SCHEMAS,
+    ENDPOINT_TYPES,
     EVENT_GRID_SCHEMA,
+    IDENTITY_ENDPOINT_TYPES,
     INPUT_SCHEMAS,
+    OUTCOMES_TOPIC,
+    STORAGE_QUEUE,
+    TOPICS,
+    WEBHOOK,
+    WORKSPACE_TOPIC,
     Batching,
     DeadLetter,
+    DeliveryAttribute,
+    Destination,
     ProblemReport,
     RetryPolicy,
     Subscription,
@@ -53,17 +70,48 @@ SCHEMA_FILE_NAME = "subscriptions.schema.json"
 _NAME = re.compile(r"^[A-Za-z0-9-]{3,64}$")  # ARM event subscription names
 _FUNCTION = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,127}$")  # Azure Functions names
 _CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")  # blob container names
-_SUBSCRIPTION_FIELDS = frozenset({"name", "description", "function", "filter", "retryPolicy",
+_SUBSCRIPTION_FIELDS = frozenset({"name", "description", "topic", "function", "destination",
+                                  "deliveryWithResourceIdentity", "filter", "retryPolicy",
                                   "batching", "deadLetter", "eventDeliverySchema"})
+_TARGETS = ("function", "destination", "deliveryWithResourceIdentity")
+_PLACEHOLDER = re.compile(r"^\{(?P<name>[A-Za-z][A-Za-z0-9_]{0,63})\}$")
+_ARM = r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/"
+# What each endpointType's resourceId names (ARM refuses another resource type).
+RESOURCE_IDS = {
+    "EventHub": re.compile(_ARM + r"Microsoft\.EventHub/namespaces/[^/]+/eventhubs/[^/]+$",
+                           re.IGNORECASE),
+    "ServiceBusQueue": re.compile(_ARM + r"Microsoft\.ServiceBus/namespaces/[^/]+/queues/[^/]+$",
+                                  re.IGNORECASE),
+    "ServiceBusTopic": re.compile(_ARM + r"Microsoft\.ServiceBus/namespaces/[^/]+/topics/[^/]+$",
+                                  re.IGNORECASE),
+    "StorageQueue": re.compile(_ARM + r"Microsoft\.Storage/storageAccounts/[^/]+$",
+                               re.IGNORECASE),
+}
+# ARM's properties of each endpointType that the file may set (batching comes from `batching`).
+_PROPERTIES = {
+    "WebHook": {"endpointUrl", "azureActiveDirectoryTenantId",
+                "azureActiveDirectoryApplicationIdOrUri", "deliveryAttributeMappings",
+                "minimumTlsVersionAllowed"},
+    "EventHub": {"resourceId", "deliveryAttributeMappings"},
+    "ServiceBusQueue": {"resourceId", "deliveryAttributeMappings"},
+    "ServiceBusTopic": {"resourceId", "deliveryAttributeMappings"},
+    "StorageQueue": {"resourceId", "queueName", "queueMessageTimeToLiveInSeconds"},
+}
+_QUEUE = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")  # storage queue names
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def load_subscriptions(path: str | Path, *, schema_path: str | Path | None = None,
-                       known_functions: Iterable[str] | None = None) -> tuple[Subscription, ...]:
-    """Read, check (semantics, then JSON Schema) and parse the subscriptions file."""
+                       known_functions: Iterable[str] | None = None,
+                       values: Mapping[str, str] | None = None) -> tuple[Subscription, ...]:
+    """Read, check (semantics, then JSON Schema) and parse the subscriptions file.
+
+    `values` are the placeholders' values (the template's subscriptionValues).
+    """
     path = Path(path)
     document = _read_json(path)
     subscriptions = parse_subscriptions(document, known_functions=known_functions,
-                                        source=str(path))
+                                        source=str(path), values=values)
     schema = _read_json(Path(schema_path) if schema_path else path.with_name(SCHEMA_FILE_NAME))
     problems = schema_problems(document, schema)
     if problems:
@@ -104,12 +152,15 @@ def _label_for(document: Any, path: list[Any]) -> str:
 
 
 def parse_subscriptions(document: Any, *, known_functions: Iterable[str] | None = None,
-                        source: str = "subscriptions") -> tuple[Subscription, ...]:
+                        source: str = "subscriptions",
+                        values: Mapping[str, str] | None = None) -> tuple[Subscription, ...]:
     """Semantic checks and parsing of an already-loaded subscriptions document."""
     problems: list[str] = []
     items = _subscription_items(document, problems)
     known = {f.lower(): f for f in known_functions} if known_functions is not None else None
-    parsed = [_parse_subscription(raw, index, problems, known) for index, raw in enumerate(items)]
+    given = {k: str(v) for k, v in (values or {}).items() if str(v).strip()}
+    parsed = [_parse_subscription(raw, index, problems, known, given)
+              for index, raw in enumerate(items)]
     subscriptions = [s for s in parsed if s is not None]
     seen: set[str] = set()
     for subscription in subscriptions:
@@ -131,7 +182,8 @@ def _subscription_items(document: Any, problems: list[str]) -> list[Any]:
 
 
 def _parse_subscription(raw: Any, index: int, problems: list[str],
-                        known: Mapping[str, str] | None) -> Subscription | None:
+                        known: Mapping[str, str] | None,
+                        values: Mapping[str, str]) -> Subscription | None:
     if not isinstance(raw, dict):
         problems.append(f"subscriptions[{index}]: must be an object")
         return None
@@ -142,20 +194,162 @@ def _parse_subscription(raw: Any, index: int, problems: list[str],
         report.add(extra, "unknown property")
     if not isinstance(name, str) or not _NAME.match(name):
         report.add("name", "required: 3-64 letters, digits or hyphens")
-    function = _parse_function(raw.get("function"), known, report)
+    topic = raw.get("topic", WORKSPACE_TOPIC)
+    if topic not in TOPICS:
+        report.add("topic", f"{topic!r} is not one of {', '.join(TOPICS)}")
+    targets = [t for t in _TARGETS if t in raw]
+    function, destination = "", None
+    if len(targets) != 1:
+        report.add("function", "exactly one of function, destination or "
+                               f"deliveryWithResourceIdentity is required (found {len(targets)})")
+    elif targets[0] == "function":
+        function = _parse_function(raw["function"], known, report)
+        if topic == OUTCOMES_TOPIC:
+            report.add("function", "the app's functions take Azure ML events, not the outcome "
+                                   "topic's amlevents.* events: use another destination")
+    else:
+        destination = parse_destination(raw[targets[0]], targets[0], values, report)
     schema = raw.get("eventDeliverySchema", EVENT_GRID_SCHEMA)
     if schema not in DELIVERY_SCHEMAS:
         report.add("eventDeliverySchema", f"{schema!r} is not one of {', '.join(DELIVERY_SCHEMAS)}")
+    elif topic == OUTCOMES_TOPIC and schema != CLOUD_EVENT_SCHEMA:
+        report.add("eventDeliverySchema", f"the outcome topic takes CloudEvents: its "
+                                          f"subscriptions deliver {CLOUD_EVENT_SCHEMA}")
     description = raw.get("description", "")
     if not isinstance(description, str):
         report.add("description", "must be a string")
+    batching = _parse_batching(raw.get("batching"), report)
+    if batching is not None and destination is not None \
+            and destination.endpoint_type != WEBHOOK:
+        report.add("batching", f"a {destination.endpoint_type} destination delivers one event "
+                               "at a time (ARM has no batching for it)")
     subscription = Subscription(
         name=str(name), function=function, filter=parse_filter(raw.get("filter", {}), report),
         retry_policy=_parse_retry(raw.get("retryPolicy", {}), report),
-        batching=_parse_batching(raw.get("batching"), report),
-        dead_letter=_parse_dead_letter(raw.get("deadLetter"), report),
-        event_delivery_schema=str(schema), description=str(description))
+        batching=batching, dead_letter=_parse_dead_letter(raw.get("deadLetter"), report),
+        event_delivery_schema=str(schema), description=str(description),
+        destination=destination, topic=str(topic))
     return subscription if len(problems) == before else None
+
+
+def parse_destination(raw: Any, where: str, values: Mapping[str, str],
+                      report: ProblemReport) -> Destination | None:
+    """ARM's `destination` (or `deliveryWithResourceIdentity`) of one subscription."""
+    identity = ""
+    if where == "deliveryWithResourceIdentity":
+        if not isinstance(raw, dict):
+            report.add(where, "must be an object with identity and destination")
+            return None
+        _unknown(raw, {"identity", "destination"}, where, report)
+        ident = raw.get("identity")
+        if not isinstance(ident, dict) or ident.get("type") != "SystemAssigned" \
+                or set(ident) - {"type"}:
+            report.add(f"{where}.identity", 'must be {"type": "SystemAssigned"} (the topic\'s '
+                                            "system identity, which the template grants the "
+                                            "destination's sender role)")
+        identity = "SystemAssigned"
+        where, raw = f"{where}.destination", raw.get("destination")
+    if not isinstance(raw, dict):
+        report.add(where, "must be an object with endpointType and properties")
+        return None
+    _unknown(raw, {"endpointType", "properties"}, where, report)
+    kind = str(raw.get("endpointType"))
+    allowed = IDENTITY_ENDPOINT_TYPES if identity else ENDPOINT_TYPES
+    if kind not in allowed:
+        report.add(f"{where}.endpointType", f"{raw.get('endpointType')!r} is not one of "
+                   f"{', '.join(allowed)}"
+                   + (" (function destinations use `function`)" if kind == "AzureFunction"
+                      else ""))
+        return None
+    props = raw.get("properties")
+    if not isinstance(props, dict):
+        report.add(f"{where}.properties", f"required: the {kind} destination's properties")
+        return None
+    where = f"{where}.properties"
+    _unknown(props, _PROPERTIES[kind], where, report)
+    unresolved: list[str] = []
+
+    def resolved(field: str) -> str:
+        value = props.get(field)
+        if not isinstance(value, str) or not value:
+            report.add(f"{where}.{field}", f"required for a {kind} destination")
+            return ""
+        placeholder = _PLACEHOLDER.match(value)
+        if placeholder is None:
+            return value
+        if placeholder["name"] in values:
+            return values[placeholder["name"]]
+        unresolved.append(placeholder["name"])
+        return ""
+
+    url = resource = queue = ""
+    ttl: int | None = None
+    if kind == WEBHOOK:
+        url = resolved("endpointUrl")
+        if url:
+            _check_webhook_url(url, f"{where}.endpointUrl", report)
+    else:
+        resource = resolved("resourceId")
+        if resource and not RESOURCE_IDS[kind].match(resource):
+            report.add(f"{where}.resourceId", f"is not the resource id of "
+                       f"{'a storage account' if kind == STORAGE_QUEUE else 'an ' + kind}")
+    if kind == STORAGE_QUEUE:
+        queue = str(props.get("queueName") or "")
+        if not queue or not _QUEUE.match(queue):
+            report.add(f"{where}.queueName", "required for a StorageQueue destination: 3-63 "
+                       "lower-case letters, digits and single hyphens")
+        raw_ttl = props.get("queueMessageTimeToLiveInSeconds")
+        if raw_ttl is not None:
+            if isinstance(raw_ttl, bool) or not isinstance(raw_ttl, int) \
+                    or not (raw_ttl == -1 or raw_ttl >= 1):
+                report.add(f"{where}.queueMessageTimeToLiveInSeconds",
+                           "must be -1 (never expires) or a positive number of seconds")
+            else:
+                ttl = int(raw_ttl)
+    attributes = _parse_attributes(props.get("deliveryAttributeMappings"),
+                                   f"{where}.deliveryAttributeMappings", report)
+    return Destination(endpoint_type=kind, endpoint_url=url, resource_id=resource,
+                       queue_name=queue, queue_message_ttl_s=ttl, identity=identity,
+                       attributes=attributes, unresolved=tuple(unresolved))
+
+
+def _check_webhook_url(url: str, where: str, report: ProblemReport) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    local = (parts.hostname or "").lower() in _LOOPBACK_HOSTS
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and local:
+        return  # the simulator only: Event Grid takes https endpoints
+    report.add(where, "must be an https URL (Event Grid delivers to https endpoints only; "
+                      "http is accepted locally for 127.0.0.1 and localhost)")
+
+
+def _parse_attributes(raw: Any, where: str,
+                      report: ProblemReport) -> tuple[DeliveryAttribute, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        report.add(where, "must be an array")
+        return ()
+    found: list[DeliveryAttribute] = []
+    for index, item in enumerate(raw):
+        at = f"{where}[{index}]"
+        props = item.get("properties") if isinstance(item, dict) else None
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) \
+                or not item["name"] or not isinstance(props, dict):
+            report.add(at, "must have a name, a type (Static or Dynamic) and properties")
+            continue
+        if item.get("type") == "Static" and isinstance(props.get("value"), str):
+            found.append(DeliveryAttribute(item["name"], "Static", value=props["value"],
+                                           is_secret=bool(props.get("isSecret", False))))
+        elif item.get("type") == "Dynamic" and isinstance(props.get("sourceField"), str):
+            found.append(DeliveryAttribute(item["name"], "Dynamic",
+                                           source_field=props["sourceField"]))
+        else:
+            report.add(at, "Static needs properties.value, Dynamic properties.sourceField")
+    return tuple(found)
 
 
 def _parse_function(value: Any, known: Mapping[str, str] | None, report: ProblemReport) -> str:

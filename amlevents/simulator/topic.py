@@ -14,7 +14,8 @@ method or content type. Errors use ARM's `{"error": {"code", "message"}}` shape,
 shows in its exception.
 
 `EventGridTopic(subscriptions, ...)` creates the subscriptions (refusing a delivery schema the
-input schema cannot give, and WebHook endpoints that fail validation) and
+input schema cannot give, and WebHook endpoints that fail validation; leaving out those whose
+destination has a `{placeholder}` without a value, as the template does) and
 `publish(events)` routes validated events: each (event, subscription) pair is either handed to
 delivery (in the subscription's schema, batched as configured) or journaled as filtered with
 the reason.
@@ -88,6 +89,9 @@ class EventGridTopic:
         if input_schema not in INPUT_SCHEMAS:
             raise ValueError(f"input schema {input_schema!r}: the simulated topic takes "
                              f"{' or '.join(INPUT_SCHEMAS)} (CustomEventSchema is not simulated)")
+        # A destination whose {placeholder} has no value is not created (nor deployed).
+        subscriptions = [s for s in subscriptions
+                         if s.destination is None or not s.destination.unresolved]
         problems = [f"subscription {s.name!r}: eventDeliverySchema: {problem}"
                     for s in subscriptions
                     if (problem := delivery_schema_problem(input_schema, s.event_delivery_schema))]
@@ -134,7 +138,7 @@ class EventGridTopic:
         self.journal.record(JournalEntry(
             time=jr.iso(self._now()), outcome=jr.FILTERED, event_id=str(event.get("id", "")),
             event_type=event_type_of(event), subscription=subscription.name if subscription
-            else "", function=subscription.function if subscription else "", reason=reason))
+            else "", function=subscription.target if subscription else "", reason=reason))
 
 
 def split_batches(events: Sequence[dict[str, Any]],
@@ -196,10 +200,16 @@ class PublishEndpoint:
         self.path, self.max_body_bytes = path.rstrip("/").lower(), max_body_bytes
         self.scheme = scheme
         self._now = now
+        # False takes the topic down: every request gets 503 ServiceUnavailable, as a topic does
+        # in an outage (what a publisher must survive; tests switch it).
+        self.available = True
 
     def handle(self, method: str, target: str, headers: Mapping[str, str],
                body: bytes) -> PublishResponse:
         """Answer one request to the topic."""
+        if not self.available:
+            return error_response(503, "ServiceUnavailable", "the topic is unavailable; "
+                                  "retry later")
         try:
             events = self._accept(method, target, {k.lower(): v for k, v in headers.items()},
                                   body)

@@ -1,9 +1,10 @@
 """Azurite, the official Azure Storage emulator, for tests: installed with npm, started on free ports.
 
-`start_azurite(("table",))` installs Azurite at the repo root when node_modules lacks it (`npm ci`
-from the committed package-lock.json), starts each service on a free loopback port with in-memory
-storage, waits until it answers, and returns a handle with the connection string. Any failure
-raises AzuriteError with the reason: a broken install must fail the tests, never skip them.
+`start_azurite(("table",))` (or "blob", "queue") installs Azurite at the repo root when
+node_modules lacks it (`npm ci` from the committed package-lock.json), starts each service on a
+free loopback port with in-memory storage, waits until it answers, and returns a handle with the
+connection string. Any failure raises AzuriteError with the reason: a broken install must fail the
+tests, never skip them.
 """
 
 from __future__ import annotations
@@ -214,3 +215,9 @@ def azurite() -> Iterator[str]:
 def azurite_blob() -> Iterator[str]:
     """A connection string to an Azurite blob service running for the whole test session."""
     yield from _serve(("blob",))
+
+
+@pytest.fixture(scope="session")
+def azurite_queue() -> Iterator[str]:
+    """A connection string to an Azurite queue service running for the whole test session."""
+    yield from _serve(("queue",))

@@ -165,7 +165,7 @@ def test_schema_accepts_null_event_types_as_arm_does() -> None:
 def test_drift_subscription_takes_both_documented_subject_forms() -> None:
     # The ML events article: datadrift/{id}/run/{runId}; the schema article:
     # datadrifts/{id}/runs/{runId}. One subjectBeginsWith cannot take both: an advanced filter does.
-    (drift,) = [s for s in subscriptions() if s["function"] == "on_drift_detected"]
+    (drift,) = [s for s in subscriptions() if s.get("function") == "on_drift_detected"]
     assert drift["filter"].get("subjectBeginsWith", "") == ""
     prefixes = [f for f in drift["filter"]["advancedFilters"]
                 if f["operatorType"] == "StringBeginsWith" and f["key"] == "subject"]
@@ -189,7 +189,7 @@ def event_grid_functions() -> frozenset[str]:
 def test_every_target_function_is_an_event_grid_function_of_the_app() -> None:
     # Event Grid refuses an AzureFunction destination whose trigger is not Event Grid.
     missing = {s["name"]: s["function"] for s in subscriptions()
-               if s["function"].lower() not in event_grid_functions()}
+               if "function" in s and s["function"].lower() not in event_grid_functions()}
     assert missing == {}, f"the app's Event Grid functions: {sorted(event_grid_functions())}"
 
 
@@ -197,7 +197,7 @@ def test_every_included_event_type_is_accepted_by_its_function() -> None:
     from handlers.events.parse import ML_EVENT_TYPES
     from handlers.runtime.routing import accepts
 
-    for subscription in subscriptions():
+    for subscription in [s for s in subscriptions() if "function" in s]:
         types = subscription["filter"].get("includedEventTypes") or ML_EVENT_TYPES  # null = all
         refused = [t for t in types if not accepts(subscription["function"], t)]
         assert refused == [], f"{subscription['name']}: {subscription['function']} refuses them"
@@ -206,27 +206,125 @@ def test_every_included_event_type_is_accepted_by_its_function() -> None:
 # --- the Bicep template --------------------------------------------------------------------------
 
 
+def _loop(resource_type: str, items: str, condition: str) -> str:
+    """The body of `resource NAME 'TYPE@VERSION' = [ for sub in ITEMS: if (CONDITION) {...} ]`."""
+    raw = BICEP.read_text(encoding="utf-8")
+    loop = re.search(rf"^resource \w+ '{re.escape(resource_type)}@[\d-]+' = \[\n"
+                     rf"\s*for sub in {items}: if \({re.escape(condition)}\) \{{\n"
+                     r"(?P<body>.*?)^\]$", raw, re.MULTILINE | re.DOTALL)
+    assert loop, f"one {resource_type} per entry of {items}"
+    return loop["body"]
+
+
+def function_body(name: str) -> str:
+    """The text of `func NAME(...) ... => ...` up to the next top-level declaration."""
+    raw = BICEP.read_text(encoding="utf-8")
+    match = re.search(rf"^func {name}\(.*?(?=^(?:func|var|param|resource|module|output|//) )",
+                      raw, re.MULTILINE | re.DOTALL)
+    assert match, f"main.bicep has no func {name}"
+    return match.group(0)
+
+
 def test_template_generates_the_subscriptions_from_the_file() -> None:
     raw = BICEP.read_text(encoding="utf-8")
     assert re.search(r"^var subscriptionsFile = loadJsonContent\('subscriptions\.json'\)$", raw,
                      re.MULTILINE)
-    loop = re.search(r"^resource \w+ 'Microsoft\.EventGrid/systemTopics/eventSubscriptions@"
-                     r"[\d-]+' = \[\n\s*for sub in eventSubscriptions: "
-                     r"if \(deployEventSubscriptions\) \{\n"
-                     r"(?P<body>.*?)^\]$", raw, re.MULTILINE | re.DOTALL)
-    assert loop, "one event subscription per entry of the file"
-    body = loop["body"]
-    assert "resourceId: '${functionApp.id}/functions/${sub.function}'" in body
-    assert "endpointType: 'AzureFunction'" in body
-    assert "name: sub.name" in body
+    workspace = _loop("Microsoft.EventGrid/systemTopics/eventSubscriptions",
+                      "workspaceSubscriptions", "deployEventSubscriptions")
+    outcomes = _loop("Microsoft.EventGrid/topics/eventSubscriptions", "outcomeSubscriptions",
+                     "deployEventSubscriptions && createOutcomeTopic")
+    for body, parent in ((workspace, "systemTopic"), (outcomes, "outcomeTopic")):
+        assert f"parent: {parent}" in body and "name: sub.name" in body
+        assert "properties: subscriptionProperties(sub, functionApp.id, storage.id)" in body
+    # One function turns an entry of the file into ARM's properties, for both topics.
+    props = function_body("subscriptionProperties")
+    assert "resourceId: '${functionAppId}/functions/${sub.function}'" in props
+    assert "endpointType: 'AzureFunction'" in props
+    assert "deliveryWithResourceIdentity:" in props and "destination: sub.target" in props
     # Every field of the file reaches ARM (with Event Grid's default when the file omits it).
     for field in ("includedEventTypes", "subjectBeginsWith", "subjectEndsWith",
                   "isSubjectCaseSensitive", "enableAdvancedFilteringOnArrays", "advancedFilters",
                   "maxDeliveryAttempts", "eventTimeToLiveInMinutes", "maxEventsPerBatch",
                   "preferredBatchSizeInKilobytes", "eventDeliverySchema", "blobContainerName"):
-        assert re.search(rf"\b{field}: sub\.", body), field
-    assert "deadLetterWithResourceIdentity:" in body and "endpointType: 'StorageBlob'" in body
-    assert "topicType: 'Microsoft.MachineLearningServices.Workspaces'" in raw
+        assert re.search(rf"\b{field}: sub\.", props), field
+    assert "deadLetterWithResourceIdentity:" in props and "endpointType: 'StorageBlob'" in props
+    assert "'amlevents'" in props  # the label deploy_subscriptions.py prunes by
+    assert "topicType: 'Microsoft.MachineLearningServices.Workspaces'" in (
+        INFRA / "modules" / "system-topic.bicep").read_text(encoding="utf-8")
+
+
+def test_template_splits_the_file_by_topic_and_skips_unresolved_placeholders() -> None:
+    code = BICEP.read_text(encoding="utf-8")
+    assert "var workspaceSubscriptions = filter(deployableSubscriptions, s => " \
+           "(s.?topic ?? 'workspace') == 'workspace')" in code
+    assert "var outcomeSubscriptions = filter(deployableSubscriptions, s => " \
+           "s.?topic == 'outcomes')" in code
+    resolve = function_body("resolve")
+    assert "values[?substring(value, 1, length(value) - 2)] ?? ''" in resolve
+    destination = function_body("destinationOf")
+    for field in ("endpointUrl", "resourceId", "maxEventsPerBatch"):
+        assert field in destination
+    assert re.search(r"^@secure\(\)\nparam subscriptionValues object = \{\}$", code, re.MULTILINE)
+    assert "output skippedSubscriptionNames array = skippedSubscriptionNames" in code
+
+
+def test_template_creates_the_outcome_topic_and_lets_the_app_publish() -> None:
+    raw = BICEP.read_text(encoding="utf-8")
+    topic = re.search(r"^resource outcomeTopic 'Microsoft\.EventGrid/topics@[\d-]+' = "
+                      r"if \(createOutcomeTopic\) \{\n(?P<body>.*?)^\}$", raw,
+                      re.MULTILINE | re.DOTALL)
+    assert topic and "inputSchema: 'CloudEventSchemaV1_0'" in topic["body"]
+    assert "disableLocalAuth: true" in topic["body"]
+    sender = re.search(r"^resource outcomeSender 'Microsoft\.Authorization/roleAssignments@"
+                       r"[\d-]+' = if \(createOutcomeTopic\) \{\n(?P<body>.*?)^\}$", raw,
+                       re.MULTILINE | re.DOTALL)
+    assert sender and "scope: outcomeTopic" in sender["body"]
+    assert "roles.eventGridDataSender" in sender["body"]
+    assert "principalId: appIdentity.properties.principalId" in sender["body"]
+    assert "AMLEVENTS_OUTCOME_TOPIC_ENDPOINT: createOutcomeTopic ? " \
+           "outcomeTopic.properties.endpoint : ''" in raw
+
+
+def test_identity_deliveries_get_the_destinations_sender_role() -> None:
+    raw = BICEP.read_text(encoding="utf-8")
+    for collection, topic in (("workspaceIdentityDeliveries", "systemTopic"),
+                              ("outcomeIdentityDeliveries", "outcomeTopic")):
+        module = re.search(rf"^module \w+ 'modules/destination-role\.bicep' = \[\n"
+                           rf"\s*for sub in {collection}: if .*?\n(?P<body>.*?)^\]$", raw,
+                           re.MULTILINE | re.DOTALL)
+        assert module, collection
+        assert f"topicId: {topic}.id" in module["body"]
+        assert "scope: resourceGroup(split(sub.target.properties.resourceId, '/')[2]" \
+               in module["body"]
+    role = (INFRA / "modules" / "destination-role.bicep").read_text(encoding="utf-8")
+    # https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
+    for name, role_id in (("eventHubsDataSender", "2b629674-e913-4c01-ae53-ef4638d8f975"),
+                          ("serviceBusDataSender", "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39"),
+                          ("storageQueueDataMessageSender",
+                           "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a")):
+        assert f"{name}: '{role_id}'" in role
+    for scope in ("eventHub", "serviceBusQueue", "serviceBusTopic", "storageAccount"):
+        assert f"scope: {scope}\n" in role
+    # The subscriptions wait for their roles (Event Grid checks access when it delivers).
+    assert "      workspaceDestinationRoles\n" in raw and "      outcomeDestinationRoles\n" in raw
+
+
+def test_the_system_topic_lives_in_the_workspaces_region() -> None:
+    raw = BICEP.read_text(encoding="utf-8")
+    assert "param workspaceLocation string = ''" in raw
+    assert "location: empty(workspaceLocation) ? workspace.location : workspaceLocation" in raw
+    module = (INFRA / "modules" / "system-topic.bicep").read_text(encoding="utf-8")
+    assert re.search(r"^param location string$", module, re.MULTILINE)
+    assert "  location: location\n" in module
+
+
+def test_the_modules_braces_balance() -> None:
+    for path in (INFRA / "modules").glob("*.bicep"):
+        out: list[str] = []
+        _scan(path.read_text(encoding="utf-8"), 0, out)
+        code = "".join(out)
+        for opening, closing in ("{}", "[]", "()"):
+            assert code.count(opening) == code.count(closing), (path.name, opening)
 
 
 def test_template_sets_only_documented_app_settings() -> None:
@@ -272,10 +370,14 @@ def test_template_references_only_declared_symbols() -> None:
     code = bicep_code()
     symbols = declared("param") | declared("var") | declared("resource")
     references = r"(?<![\w.?])([a-z]\w*)\.\??(?:id|name|properties|identity)\b"
+    functions = set(re.findall(r"^func (\w+)\(", code, re.MULTILINE))
     for name in set(re.findall(references, code)):
-        assert name in symbols | {"sub", "s"}, f"{name} is not declared"
+        assert name in symbols | declared("module") | {"sub", "s", "raw"}, \
+            f"{name} is not declared"
     for block in re.findall(r"dependsOn: \[([^\]]*)\]", code):
-        assert set(block.split()) <= declared("resource"), block
+        assert set(block.split()) <= declared("resource") | declared("module"), block
+    for called in set(re.findall(r"\b(resolve|destinationOf|subscriptionProperties)\(", code)):
+        assert called in functions
     role_keys = set(object_keys("roles"))
     assert set(re.findall(r"roles\.(\w+)", code)) <= role_keys
 
@@ -291,7 +393,8 @@ def test_template_uses_ga_api_versions() -> None:
 def test_template_role_ids_are_the_built_in_ones() -> None:
     raw = BICEP.read_text(encoding="utf-8")
     # https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
-    built_in = {"azureMLDataScientist": "f6c7c914-8db3-469d-8ca1-694a8f32e121",
+    built_in = {"eventGridDataSender": "d5a91429-5739-47e2-a06b-3470a27159e7",
+                "azureMLDataScientist": "f6c7c914-8db3-469d-8ca1-694a8f32e121",
                 "dataFactoryContributor": "673868aa-7521-48a0-acc6-0f60742d39f5",
                 "storageBlobDataOwner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
                 "storageBlobDataContributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
@@ -331,6 +434,14 @@ def handler_setting_names() -> set[str]:
             for name in re.findall(r"\"(AMLEVENTS_[A-Z0-9_]+)\"", path.read_text(encoding="utf-8"))}
 
 
+def test_parameters_example_names_no_resource_that_may_not_exist() -> None:
+    # Copied as is, it must deploy: a Data Factory named here would fail its role assignment.
+    parameters = read_json(PARAMETERS_EXAMPLE)["parameters"]
+    assert parameters["dataFactoryName"]["value"] == ""
+    assert parameters["subscriptionValues"]["value"] == {}  # secrets never in a committed file
+    assert "workspaceLocation" not in parameters  # read from the workspace
+
+
 def test_parameters_example_extra_settings_are_real_settings() -> None:
     extra = read_json(PARAMETERS_EXAMPLE)["parameters"]["extraAppSettings"]["value"]
     assert set(extra) <= handler_setting_names(), set(extra) - handler_setting_names()
@@ -361,7 +472,8 @@ def test_workflow_tests_on_pull_requests_and_deploys_main() -> None:
     if "_text" in workflow:
         text = workflow["_text"]
         for needle in ("pull_request:", "branches: [main]", "run: make test", "azure/login@",
-                       "Azure/functions-action@", "az deployment group create", "id-token: write"):
+                       "Azure/functions-action@", "az deployment group create", "id-token: write",
+                       "infra/deploy_subscriptions.py"):
             assert needle in text, needle
         return
     triggers: dict[str, Any] = workflow.get("on", workflow.get(True)) or {}  # YAML 1.1: on = true
@@ -377,9 +489,16 @@ def test_workflow_tests_on_pull_requests_and_deploys_main() -> None:
     assert set(deploy_uses["azure/login"]) == {"client-id", "tenant-id", "subscription-id"}
     assert deploy_uses["Azure/functions-action"]["sku"] == "flexconsumption"
     runs = [s.get("run", "") for s in steps(deploy)]
-    assert sum("az deployment group create" in r and "infra/main.bicep" in r for r in runs) == 2
+    assert sum("az deployment group create" in r and "infra/main.bicep" in r for r in runs) == 1
     assert any("deployEventSubscriptions=false" in r for r in runs)
-    assert any("deployEventSubscriptions=true" in r for r in runs)
+    # The subscriptions: once the functions are listed, retried, then the stale ones deleted.
+    (events,) = [r for r in runs if "infra/deploy_subscriptions.py" in r]
+    for flag in ("--resource-group", "--app-name", "--parameters"):
+        assert flag in events
+    publish = [i for i, s in enumerate(steps(deploy))
+               if s.get("uses", "").startswith("Azure/functions-action")]
+    subscriptions = [i for i, r in enumerate(runs) if "deploy_subscriptions.py" in r]
+    assert publish and subscriptions and publish[0] < subscriptions[0]
 
 
 @pytest.mark.parametrize("path", [SUBSCRIPTIONS, SCHEMA, PARAMETERS_EXAMPLE, SAMPLE_SETTINGS])

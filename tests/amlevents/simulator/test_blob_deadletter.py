@@ -162,7 +162,7 @@ def test_development_storage_means_azurite_blob_on_its_well_known_port() -> None
 def _settings(tmp_path: Path, connection: str) -> SimulatorSettings:
     # The shipped model-registered subscription, without its tag filter, to a fresh container.
     shipped = json.loads((INFRA / "subscriptions.json").read_text(encoding="utf-8"))
-    (sub,) = [s for s in shipped["subscriptions"] if s["function"] == "on_model_registered"]
+    (sub,) = [s for s in shipped["subscriptions"] if s.get("function") == "on_model_registered"]
     sub["filter"]["advancedFilters"] = []
     sub["deadLetter"]["blobContainerName"] = container_name()
     path = tmp_path / "subscriptions.json"
