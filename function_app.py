@@ -1,16 +1,20 @@
 """amlevents: Azure ML workspace events (via Event Grid) → deployments, retraining, notifications.
 
-Thin on purpose: each trigger hands its event to handlers.runtime.dispatch. No Azure SDK is imported
-here (cold start); adapters import theirs lazily.
+Thin on purpose: each trigger hands its event to handlers.runtime.dispatch. Importing this module
+loads only azure.functions and the function names: the dispatcher and the concerns load on the
+first invocation, and the Azure SDKs on the first call that needs them (cold start).
 """
 
 from __future__ import annotations
 
 import azure.functions as func
 
-from handlers.runtime.dispatch import default_dispatcher, handle_trigger
-from handlers.runtime.health import health_response
-from handlers.runtime.routing import ON_DRIFT_DETECTED, ON_ML_EVENT, ON_MODEL_REGISTERED, ON_RUN_STATUS
+from handlers.runtime.function_names import (
+    ON_DRIFT_DETECTED,
+    ON_ML_EVENT,
+    ON_MODEL_REGISTERED,
+    ON_RUN_STATUS,
+)
 
 app = func.FunctionApp()
 
@@ -19,6 +23,8 @@ app = func.FunctionApp()
 @app.event_grid_trigger(arg_name="event")
 def on_model_registered(event: func.EventGridEvent) -> None:
     """ModelRegistered → tag-driven deployment."""
+    from handlers.runtime.dispatch import handle_trigger
+
     handle_trigger(event, ON_MODEL_REGISTERED)
 
 
@@ -26,6 +32,8 @@ def on_model_registered(event: func.EventGridEvent) -> None:
 @app.event_grid_trigger(arg_name="event")
 def on_drift_detected(event: func.EventGridEvent) -> None:
     """DatasetDriftDetected → retraining pipeline run."""
+    from handlers.runtime.dispatch import handle_trigger
+
     handle_trigger(event, ON_DRIFT_DETECTED)
 
 
@@ -33,6 +41,8 @@ def on_drift_detected(event: func.EventGridEvent) -> None:
 @app.event_grid_trigger(arg_name="event")
 def on_run_status(event: func.EventGridEvent) -> None:
     """RunStatusChanged / RunCompleted → notifications."""
+    from handlers.runtime.dispatch import handle_trigger
+
     handle_trigger(event, ON_RUN_STATUS)
 
 
@@ -40,6 +50,8 @@ def on_run_status(event: func.EventGridEvent) -> None:
 @app.event_grid_trigger(arg_name="event")
 def on_ml_event(event: func.EventGridEvent) -> None:
     """Any Azure ML event, routed by type (one subscription for everything)."""
+    from handlers.runtime.dispatch import handle_trigger
+
     handle_trigger(event, ON_ML_EVENT)
 
 
@@ -48,6 +60,7 @@ def on_ml_event(event: func.EventGridEvent) -> None:
 def notify_digests(timer: func.TimerRequest) -> None:
     """Every minute: send the storm-control digests whose window has closed."""
     from handlers.notify.handler import flush_digests
+    from handlers.runtime.dispatch import default_dispatcher
 
     flush_digests(default_dispatcher().context())
 
@@ -56,5 +69,7 @@ def notify_digests(timer: func.TimerRequest) -> None:
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:
     """Liveness and settings check for probes and humans."""
+    from handlers.runtime.health import health_response
+
     status, body = health_response()
     return func.HttpResponse(body, status_code=status, mimetype="application/json")
