@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: run test test-floor lint bench serve clean
+.PHONY: run test test-floor lint bench serve clean mutate
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,7 @@ serve: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy
+	$(VENV)/bin/zizmor --offline --quiet .github/workflows  # pinned actions, no persisted token
 
 test: $(STAMP) $(NODE_STAMP) lint test-floor
 	$(PY) -m pytest
@@ -46,6 +47,14 @@ $(FLOOR_STAMP): requirements.txt requirements-dev.txt
 test-floor: $(FLOOR_STAMP)
 	AZURE_FUNCTIONS_UNDER_TEST=$(AZF_FLOOR) $(FLOOR_VENV)/bin/python -m pytest -q \
 		tests/functional/test_worker_delivery.py tests/functional/test_floor.py
+
+# Mutation testing of handlers/ against the fast tiers (not part of the gate; see docs/testing.md).
+# mutmut copies the tree to mutants/, runs the selected tests once to map them to functions, then
+# each mutant against the tests that reach it. MUTATE_PATHS narrows it, e.g. handlers/notify.
+MUTATE_PATHS ?= handlers
+mutate: $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check "mutmut>=3.8,<4"
+	MUTATE_PATHS="$(MUTATE_PATHS)" $(PY) benchmarks/mutate.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/cold_start.py

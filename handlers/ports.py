@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from handlers.cicd.plan import CicdPlan
 from handlers.deploy.plan import DeploymentPlan
 from handlers.ledger.ledger import LedgerStore
 from handlers.notify.plan import NotificationPlan
 from handlers.outcome import ActionResult
 from handlers.retrain.plan import RetrainPlan
 
-__all__ = ["Deployer", "LedgerStore", "Notifier", "RetrainRunner"]
+__all__ = ["CicdDispatcher", "Deployer", "LedgerStore", "Notifier", "RetrainRunner"]
 
 
 class Deployer(Protocol):
@@ -42,4 +43,13 @@ class Notifier(Protocol):
 
     def flush(self) -> list[str]:
         """Send the digests of storm windows that have closed; one line per digest sent."""
+        ...
+
+
+class CicdDispatcher(Protocol):
+    """Starts CI/CD runs (GitHub Actions, Azure Pipelines): once per event and rule."""
+
+    def dispatch(self, plan: CicdPlan) -> ActionResult:
+        """Start every run of the plan not started yet; `done`, `failed` or `retry` (with each
+        run's outcome in the detail), or raise SettingError."""
         ...

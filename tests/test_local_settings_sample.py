@@ -40,3 +40,26 @@ def test_every_setting_the_code_reads_is_in_the_sample() -> None:
     for path in [*ROOT.glob("handlers/**/*.py"), *ROOT.glob("amlevents/**/*.py")]:
         names |= set(re.findall(r'"(AMLEVENTS_[A-Z0-9_]+)"', path.read_text(encoding="utf-8")))
     assert sorted(names - set(SAMPLE)) == []
+
+
+# The settings whose sample value is an example, not the default (everything else in the sample
+# is the value the code uses when the setting is absent).
+EXAMPLES = {"AMLEVENTS_ALLOWED_TOPICS", "AMLEVENTS_NOTIFY_OUTBOX_DIR", "AzureWebJobsStorage"}
+
+
+def test_the_samples_values_are_the_codes_defaults() -> None:
+    # Each setting left out of the sample builds the same settings as the sample: so the sample
+    # documents the real defaults, and a changed default (a drift threshold of 0.5, a claim
+    # timeout of 60 s) shows up here.
+    differ = set()
+    for name in SAMPLE:
+        without = {k: v for k, v in SAMPLE.items() if k != name}
+        for build in BUILDERS:
+            try:
+                same = build(without) == build(SAMPLE)
+            except Exception:  # noqa: BLE001 - required without a default
+                same = False
+            if not same:
+                differ.add(name)
+    assert differ == EXAMPLES, ("these sample values are not the defaults; correct the sample, "
+                                "or list a deliberate example in EXAMPLES", differ ^ EXAMPLES)

@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import TypeVar
 
 from handlers.ledger.ledger import Ledger
-from handlers.ports import Deployer, Notifier, RetrainRunner
+from handlers.ports import CicdDispatcher, Deployer, Notifier, RetrainRunner
 from handlers.runtime.settings import CoreSettings
 from handlers.settings import SettingsCache
 
@@ -63,12 +63,16 @@ class Adapters:
         return self._once("deploy", self._build_deployer)
 
     def retrain_runner(self) -> RetrainRunner:
-        """The retrain port: Data Factory pipeline runs, or its twin."""
+        """The retrain port: Data Factory runs, Azure ML pipeline or batch jobs, or its twin."""
         return self._once("retrain", self._build_retrain_runner)
 
     def notifier(self) -> Notifier:
         """The notify port: the configured channels with storm control, or its twin."""
         return self._once("notify", self._build_notifier)
+
+    def cicd_dispatcher(self) -> CicdDispatcher:
+        """The cicd port: GitHub Actions and Azure Pipelines over their REST APIs, or its twin."""
+        return self._once("cicd", self._build_cicd_dispatcher)
 
     def _build_deployer(self) -> Deployer:
         from handlers.adapters.azure_ml import AzureMlSettings, build_deployer
@@ -88,9 +92,9 @@ class Adapters:
             from handlers.adapters.dry_run import DryRunRetrainRunner
 
             return DryRunRetrainRunner(self.ledger, live)
-        from handlers.adapters.data_factory import build_runner
+        from handlers.adapters.azure_ml_jobs import build_retrain_runner
 
-        return build_runner(live, self.ledger)
+        return build_retrain_runner(live, self.ledger)  # by target kind: Data Factory, Azure ML
 
     def _build_notifier(self) -> Notifier:
         from handlers.errors import SettingError
@@ -107,3 +111,20 @@ class Adapters:
         from handlers.adapters.notify.notifier import build_notifier
 
         return build_notifier(channels, self.env, self.ledger)
+
+    def _build_cicd_dispatcher(self) -> CicdDispatcher:
+        from handlers.cicd.settings import CicdSettings, GitHubAuth, auth_problems
+        from handlers.errors import SettingError
+
+        cicd = self.settings.of(CicdSettings.from_mapping)
+        auth = self.settings.of(GitHubAuth.from_mapping)
+        problems = auth_problems(cicd, auth)
+        if problems:
+            raise SettingError(*problems[0], problems=tuple(problems))
+        if self.is_dry_run("cicd"):
+            from handlers.adapters.cicd.dry_run import DryRunCicdDispatcher
+
+            return DryRunCicdDispatcher()
+        from handlers.adapters.cicd.dispatcher import build_dispatcher
+
+        return build_dispatcher(cicd, auth, self.ledger)

@@ -120,6 +120,8 @@ class DataFactoryRunner:
 
     def _create_run(self, plan: RetrainPlan, key: str, intent: Mapping[str, Any]) -> str:
         target = plan.target
+        if not isinstance(target, DataFactoryTarget):  # the runner routes only these here
+            raise SettingError(ROUTES, f"{target.describe()} is not a Data Factory pipeline")
         client = self._client(target.subscription)
         try:
             response = _call(

@@ -7,6 +7,7 @@
     binding.py      what a trigger is handed (func.EventGridEvent, func.CloudEvent, dict, JSON)
     batch.py        a delivery body -> its events
     salvage.py      what can be read from an event too malformed to parse (ledger row and key)
+    monitor.py      the v2 model-monitor breach a RunStatusChanged carries in its run tags
     parse.py        the public API: parse_envelope, parse_data, parse_event, and re-exports
     workspace.py    the workspace a topic names
 """

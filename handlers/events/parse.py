@@ -17,6 +17,7 @@ from handlers.errors import InvalidEvent
 from handlers.events.batch import split_batch
 from handlers.events.binding import to_envelope
 from handlers.events.fields import Fields, Problems
+from handlers.events.monitor import MONITOR_BREACH_TAG, breach_message, parse_breach
 from handlers.events.types import (
     CLOUD_EVENT_SCHEMA,
     DATASET_DRIFT_DETECTED,
@@ -32,17 +33,19 @@ from handlers.events.types import (
     MlEvent,
     ModelDeployed,
     ModelRegistered,
+    MonitorBreach,
     RunCompleted,
     RunEvent,
     RunStatusChanged,
+    Violation,
 )
 
 __all__ = [
     "CLOUD_EVENT_SCHEMA", "DATASET_DRIFT_DETECTED", "EVENT_GRID_SCHEMA", "ML_EVENT_TYPES",
-    "MODEL_DEPLOYED", "MODEL_REGISTERED", "PREFIX", "RUN_COMPLETED", "RUN_STATUS_CHANGED",
-    "DatasetDriftDetected", "EventEnvelope", "InvalidEvent", "MlEvent", "ModelDeployed",
-    "ModelRegistered", "RunCompleted", "RunEvent", "RunStatusChanged", "parse_data",
-    "parse_envelope", "parse_event", "split_batch",
+    "MODEL_DEPLOYED", "MODEL_REGISTERED", "MONITOR_BREACH_TAG", "PREFIX", "RUN_COMPLETED",
+    "RUN_STATUS_CHANGED", "DatasetDriftDetected", "EventEnvelope", "InvalidEvent", "MlEvent",
+    "ModelDeployed", "ModelRegistered", "MonitorBreach", "RunCompleted", "RunEvent",
+    "RunStatusChanged", "Violation", "parse_data", "parse_envelope", "parse_event", "split_batch",
 ]
 
 
@@ -81,8 +84,12 @@ def _build(envelope: EventEnvelope, data: Fields) -> MlEvent:
     if kind == RUN_COMPLETED:
         return RunCompleted(envelope=envelope, **_run_fields(data))
     if kind == RUN_STATUS_CHANGED:
-        return RunStatusChanged(envelope=envelope, **_run_fields(data),
-                                run_status=data.text("runStatus", required=True))
+        fields = _run_fields(data)
+        message = breach_message(fields["run_tags"])
+        return RunStatusChanged(
+            envelope=envelope, **fields, run_status=data.text("runStatus", required=True),
+            monitor_breach=None if message is None else parse_breach(
+                message, fields["experiment_name"]))
     return DatasetDriftDetected(
         envelope=envelope, data_drift_id=data.text("DataDriftId", required=True),
         data_drift_name=data.text("DataDriftName", required=True),

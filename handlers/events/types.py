@@ -95,11 +95,77 @@ class RunCompleted(RunEvent):
     """A run completed."""
 
 
+@dataclass(frozen=True)
+class Violation:
+    """One metric of one feature (a monitor's `group`) on the wrong side of its threshold."""
+
+    feature: str
+    metric: str
+    value: float
+    threshold: float
+
+    @property
+    def higher_is_worse(self) -> bool:
+        """Drift distances breach upwards; accuracy-like metrics breach downwards."""
+        return self.value > self.threshold
+
+    def describe(self) -> str:
+        """'age: jensen_shannon_distance 0.41 > 0.1'."""
+        sign = ">" if self.higher_is_worse else "<"
+        where = f"{self.feature}: " if self.feature else ""
+        return f"{where}{self.metric} {self.value:g} {sign} {self.threshold:g}"
+
+    def as_dict(self) -> dict[str, object]:
+        """As the monitor writes it (group, metric_name, metric_value, threshold_value)."""
+        return {"feature": self.feature, "metric": self.metric, "value": self.value,
+                "threshold": self.threshold}
+
+
+@dataclass(frozen=True, kw_only=True)
+class MonitorBreach:
+    """What a v2 model monitor wrote in `RunTags.azureml_modelmonitor_threshold_breached`.
+
+    `signal` is the name the message quotes (Microsoft's article: the monitor's name and the
+    signal's joined by `_`, e.g. credit_card_fraud_monitor_data_drift); `monitor` is the monitor's
+    own name when it can be told apart (empty otherwise). `message` is the tag as written.
+    """
+
+    signal: str
+    monitor: str
+    violations: tuple[Violation, ...]
+    message: str = field(repr=False)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The features (groups) that breached, each once, in the monitor's order."""
+        return tuple(dict.fromkeys(v.feature for v in self.violations if v.feature))
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The metrics that breached, each once."""
+        return tuple(dict.fromkeys(v.metric for v in self.violations if v.metric))
+
+    @property
+    def monitor_key(self) -> str:
+        """What routes and coalesces it: the monitor when known, else the signal."""
+        return self.monitor or self.signal
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunStatusChanged(RunEvent):
-    """A run changed status (failed, completed, running, ...)."""
+    """A run changed status (failed, completed, running, ...).
+
+    `monitor_breach` is set when the run tags carry a v2 model monitor's threshold breach (the
+    event is then a monitor breach while `run_status` is Failed, and its recovery otherwise).
+    """
 
     run_status: str
+    monitor_breach: MonitorBreach | None = None
+
+    @property
+    def is_monitor_breach(self) -> bool:
+        """A model monitor's signal failed on a threshold (tag present, run Failed)."""
+        return self.monitor_breach is not None and self.run_status.strip().lower() == "failed"
 
 
 @dataclass(frozen=True, kw_only=True)

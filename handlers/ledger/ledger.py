@@ -9,16 +9,25 @@ One conditional insert claims an event; there is no read-then-write race.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
+import json
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from handlers.errors import RetryableError
 from handlers.outcome import TERMINAL, Outcome
+
+if TYPE_CHECKING:  # stored_event.py is imported when an event is stored or read (cold start)
+    from handlers.ledger.stored_event import StoredEvent
+
+HISTORY_KEEP = 30  # a row's history keeps its first item and the latest ones, and counts the rest
+QUARANTINED = "quarantined"  # the action of a quarantined row (outcome `failed`)
+_HISTORY_ACTION_CHARS = 160
 
 
 def utc_iso(epoch_s: float) -> str:
@@ -57,6 +66,27 @@ class EventFacts:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReceivedEvent(EventFacts):
+    """EventFacts with the event itself, stored with the row when the row is created.
+
+    `raw` is the event as it arrived (its envelope's wire form), `clean` the dispatcher's secret
+    masking; the stored form is built only when a row is created, never for a duplicate.
+    """
+
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    schema: str = ""
+    clean: Callable[[str], str] | None = field(default=None, repr=False, compare=False)
+
+    def stored(self) -> bytes:
+        """The stored form (stored_event.py), or b"" when there is no event."""
+        if not self.raw:
+            return b""
+        from handlers.ledger.stored_event import encode_event
+
+        return encode_event(self.raw, schema=self.schema, clean=self.clean)
+
+
+@dataclass(frozen=True, kw_only=True)
 class LedgerEntry(EventFacts):
     """One row of the ledger: the event's facts (by key) and what became of it."""
 
@@ -68,6 +98,7 @@ class LedgerEntry(EventFacts):
     attempts: int = 1
     claim_expires_at_s: float = 0.0
     etag: str = ""
+    history: str = ""  # JSON list: every attempt, replay and quarantine (bounded; see `events`)
 
     def evolve(self, **changes: Any) -> LedgerEntry:
         """A copy with `changes`: dataclasses.replace without its per-call cost (hot path)."""
@@ -87,6 +118,15 @@ class LedgerEntry(EventFacts):
                 "outcome": self.outcome.value, "action": self.action, "detail": self.detail,
                 "attempts": self.attempts}
 
+    def events(self) -> list[dict[str, Any]]:
+        """The row's history, oldest first: attempts (`n`, `outcome`...), replays, quarantines."""
+        return parse_history(self.history)
+
+    @property
+    def quarantined(self) -> bool:
+        """True when an operator quarantined the event: never acted on or replayed again."""
+        return self.outcome is Outcome.FAILED and self.action == QUARANTINED
+
 
 @dataclass(frozen=True)
 class StateItem:
@@ -97,11 +137,105 @@ class StateItem:
     etag: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class LedgerQuery:
+    """Which rows to list; every store gives the same answer (`matches` is the definition).
+
+    Times compare with `received_at` (ISO 8601 UTC): `since` inclusive, `until` exclusive. Types
+    match the whole name or its last part (`ModelRegistered`), any case; `subject` is a
+    case-sensitive glob (`*`, `?`, `[...]`). `limit` keeps the most recently received matches.
+    """
+
+    outcomes: frozenset[Outcome] = frozenset()
+    types: tuple[str, ...] = ()
+    since: str = ""
+    until: str = ""
+    subject: str = ""
+    event_id: str = ""
+    key_prefix: str = ""
+    event_id_prefix: str = ""
+    limit: int | None = None
+
+    def matches(self, entry: LedgerEntry) -> bool:
+        """True when the row is one the query asks for (the limit aside)."""
+        if self.outcomes and entry.outcome not in self.outcomes:
+            return False
+        if self.since and entry.received_at < self.since:
+            return False
+        if self.until and entry.received_at >= self.until:
+            return False
+        if self.event_id and entry.event_id != self.event_id:
+            return False
+        if self.key_prefix and not entry.key.startswith(self.key_prefix):
+            return False
+        if self.event_id_prefix and not entry.event_id.startswith(self.event_id_prefix):
+            return False
+        if self.types:
+            kind = entry.event_type.lower()
+            wanted = {t.lower() for t in self.types}
+            if kind not in wanted and kind.rsplit(".", 1)[-1] not in wanted:
+                return False
+        return not self.subject or fnmatch.fnmatchcase(entry.subject, self.subject)
+
+    def narrow(self, entries: list[LedgerEntry]) -> list[LedgerEntry]:
+        """The matches of `entries` (oldest first), keeping the latest `limit`."""
+        found = [e for e in entries if self.matches(e)]
+        if self.limit is not None:
+            found = found[max(0, len(found) - self.limit):] if self.limit > 0 else []
+        return found
+
+
+def parse_history(text: str) -> list[dict[str, Any]]:
+    """A row's history; a damaged one reads as empty (it is for people, never decided on)."""
+    if not text:
+        return []
+    try:
+        items = json.loads(text)
+    except ValueError:
+        return []
+    return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
+
+def add_history(text: str, item: Mapping[str, Any]) -> str:
+    """The history with `item` appended: the first item and the latest kept, the rest counted."""
+    items = parse_history(text)
+    items.append(dict(item))
+    if len(items) > HISTORY_KEEP:
+        first, rest, omitted = items[0], items[1:], 0
+        if "omitted" in rest[0]:
+            omitted, rest = int(rest[0]["omitted"]), rest[1:]
+        keep = HISTORY_KEEP - 2
+        omitted += max(0, len(rest) - keep)
+        items = [first, {"omitted": omitted}, *rest[-keep:]]
+    return json.dumps(items, separators=(",", ":"), ensure_ascii=False)
+
+
+def _settle_history(text: str, attempt: int, outcome: Outcome, action: str, at: str) -> str:
+    """The attempt `attempt` ends with `outcome` (a new item if it is not the last one)."""
+    items = parse_history(text)
+    if items and items[-1].get("n") == attempt and items[-1].get("outcome") == "in_progress":
+        items[-1].update(outcome=outcome.value, action=action[:_HISTORY_ACTION_CHARS],
+                         done_at=at)
+        return json.dumps(items, separators=(",", ":"), ensure_ascii=False)
+    return add_history(text, {"n": attempt, "at": at, "outcome": outcome.value,
+                              "action": action[:_HISTORY_ACTION_CHARS]})
+
+
 class LedgerStore(Protocol):
     """Storage for the ledger; implementations: SQLite (embedded) and Azure Table Storage."""
 
-    def insert(self, entry: LedgerEntry) -> LedgerEntry | None:
-        """Insert if the key is absent; the stored entry (with ETag), or None if it exists."""
+    def insert(self, entry: LedgerEntry, *, event: bytes = b"") -> LedgerEntry | None:
+        """Insert if the key is absent, with the stored event; the stored entry (with ETag), or
+        None if it exists."""
+
+    def get_event(self, key: str) -> bytes | None:
+        """The stored event of a row (b"" when none was stored), or None without the row."""
+
+    def query(self, query: LedgerQuery) -> list[LedgerEntry]:
+        """The rows the query asks for, oldest first."""
+
+    def prune(self, updated_before: str, *, now_s: float) -> int:
+        """Delete rows last updated before the ISO time (never a live claim); how many."""
 
     def get(self, key: str) -> LedgerEntry | None:
         """The entry for a key, or None."""
@@ -140,54 +274,75 @@ class Ledger:
         self.clock = clock
 
     def _new(self, facts: EventFacts, outcome: Outcome, now: float, **extra: Any) -> LedgerEntry:
+        at = utc_iso(now)
+        first = {"n": 1, "at": at, "function": facts.function, "outcome": outcome.value}
+        if extra.get("action"):
+            first["action"] = str(extra["action"])[:_HISTORY_ACTION_CHARS]
         return LedgerEntry(key=facts.key, event_id=storable(facts.event_id),
                            event_type=storable(facts.event_type), subject=storable(facts.subject),
                            topic=storable(facts.topic), function=facts.function,
-                           received_at=utc_iso(now), updated_at=utc_iso(now), outcome=outcome,
-                           **extra)
+                           received_at=at, updated_at=at, outcome=outcome,
+                           history=add_history("", first), **extra)
+
+    @staticmethod
+    def _stored_event(facts: EventFacts) -> bytes:
+        return facts.stored() if isinstance(facts, ReceivedEvent) else b""
 
     def claim(self, facts: EventFacts) -> Claim:
         """Claim an event for processing, unless it is done or another delivery holds it."""
         now = self.clock()
         expires = now + self.claim_timeout_s
+        event = self._stored_event(facts)
         stored = self.store.insert(self._new(facts, Outcome.IN_PROGRESS, now,
-                                             claim_expires_at_s=expires))
+                                             claim_expires_at_s=expires), event=event)
         if stored is not None:
             return Claim("claimed", stored)
         for _ in range(5):
             current = self.store.get(facts.key)
             if current is None:  # removed meanwhile; claim it afresh
                 stored = self.store.insert(self._new(facts, Outcome.IN_PROGRESS, now,
-                                                     claim_expires_at_s=expires))
+                                                     claim_expires_at_s=expires), event=event)
                 if stored is not None:
                     return Claim("claimed", stored)
                 continue
             if current.outcome in TERMINAL:
-                self._count_delivery(current, now)
+                self._count_delivery(current, now, facts.function)
                 return Claim("done", current)
             if current.outcome is Outcome.IN_PROGRESS and current.claim_expires_at_s > now:
                 return Claim("busy", current)
             # A retry, or a claim whose holder died: take it over, conditionally.
+            attempt = current.attempts + 1
             taken = self.store.replace(current.evolve(
-                outcome=Outcome.IN_PROGRESS, attempts=current.attempts + 1,
-                claim_expires_at_s=expires, updated_at=utc_iso(now), function=facts.function),
+                outcome=Outcome.IN_PROGRESS, attempts=attempt,
+                claim_expires_at_s=expires, updated_at=utc_iso(now), function=facts.function,
+                history=add_history(current.history, {
+                    "n": attempt, "at": utc_iso(now), "function": facts.function,
+                    "outcome": Outcome.IN_PROGRESS.value, "after": current.outcome.value})),
                 etag=current.etag)
             if taken is not None:
                 return Claim("claimed", taken)
         return Claim("busy", current if current is not None else self._new(
             facts, Outcome.IN_PROGRESS, now))
 
-    def _count_delivery(self, current: LedgerEntry, now: float) -> None:
+    def _count_delivery(self, current: LedgerEntry, now: float, function: str = "") -> None:
         # Best effort: a lost race here only loses a count, never an outcome.
-        self.store.replace(current.evolve(attempts=current.attempts + 1,
-                                   updated_at=utc_iso(now)), etag=current.etag)
+        attempt = current.attempts + 1
+        item = {"n": attempt, "at": utc_iso(now), "outcome": "duplicate"}
+        if function:
+            item["function"] = function
+        self.store.replace(current.evolve(attempts=attempt, updated_at=utc_iso(now),
+                                          history=add_history(current.history, item)),
+                           etag=current.etag)
 
     def finish(self, claimed: LedgerEntry, outcome: Outcome, action: str,
                detail: str) -> LedgerEntry:
         """Record the outcome of a claimed event."""
         now = self.clock()
-        done = claimed.evolve(outcome=outcome, action=storable(action), detail=storable(detail),
-                       updated_at=utc_iso(now), claim_expires_at_s=0.0)
+        action = storable(action)
+        done = claimed.evolve(outcome=outcome, action=action, detail=storable(detail),
+                              updated_at=utc_iso(now), claim_expires_at_s=0.0,
+                              history=_settle_history(claimed.history, claimed.attempts,
+                                                      outcome, action, utc_iso(now)))
         stored = self.store.replace(done, etag=claimed.etag)
         if stored is not None:
             return stored
@@ -200,21 +355,97 @@ class Ledger:
         """Record an event that is decided without a claim (invalid, refused); (entry, first?)."""
         now = self.clock()
         action, detail = storable(action), storable(detail)
-        stored = self.store.insert(self._new(facts, outcome, now, action=action, detail=detail))
+        stored = self.store.insert(self._new(facts, outcome, now, action=action, detail=detail),
+                                   event=self._stored_event(facts))
         if stored is not None:
             return stored, True
         current = self.store.get(facts.key)
         if current is None:
             return self._new(facts, outcome, now, action=action, detail=detail), False
         if current.outcome in TERMINAL:
-            self._count_delivery(current, now)
+            self._count_delivery(current, now, facts.function)
             return current, False
         # An earlier delivery of it is retrying or in progress: this verdict is final.
-        taken = self.store.replace(current.evolve(outcome=outcome, action=action, detail=detail,
-                                           attempts=current.attempts + 1,
-                                           updated_at=utc_iso(now), claim_expires_at_s=0.0),
-                                   etag=current.etag)
+        attempt = current.attempts + 1
+        taken = self.store.replace(current.evolve(
+            outcome=outcome, action=action, detail=detail, attempts=attempt,
+            updated_at=utc_iso(now), claim_expires_at_s=0.0,
+            history=add_history(current.history, {
+                "n": attempt, "at": utc_iso(now), "function": facts.function,
+                "outcome": outcome.value, "action": action[:_HISTORY_ACTION_CHARS]})),
+            etag=current.etag)
         return (taken or current), taken is not None
+
+    # --- operating: find, show, replay, quarantine, prune ------------------------------------
+
+    def query(self, query: LedgerQuery) -> list[LedgerEntry]:
+        """The rows a query asks for, oldest first."""
+        return self.store.query(query)
+
+    def find(self, ref: str) -> list[LedgerEntry]:
+        """The rows `ref` names: a ledger key, else an event id (several types may share one),
+        else (6 characters or more) a key prefix, else an event id prefix."""
+        ref = ref.strip()
+        if not ref:
+            return []
+        exact = self.store.get(ref)
+        if exact is not None:
+            return [exact]
+        by_id = self.store.query(LedgerQuery(event_id=ref))
+        if by_id or len(ref) < 6:
+            return by_id
+        if all(c in "0123456789abcdef" for c in ref.lower()):
+            by_key = self.store.query(LedgerQuery(key_prefix=ref.lower()))
+            if by_key:
+                return by_key
+        return self.store.query(LedgerQuery(event_id_prefix=ref))
+
+    def stored_event(self, key: str) -> StoredEvent | None:
+        """The event stored with a row; None when the row has none (or is gone).
+
+        Raises StoredEventError when stored bytes cannot be read (a newer format: upgrade).
+        """
+        from handlers.ledger.stored_event import decode_event
+
+        stored = self.store.get_event(key)
+        return decode_event(stored) if stored else None
+
+    def note(self, entry: LedgerEntry, item: Mapping[str, Any]) -> LedgerEntry | None:
+        """Add an item to a row's history (ETag-checked); None when the row changed meanwhile."""
+        now = utc_iso(self.clock())
+        return self.store.replace(entry.evolve(updated_at=now, history=add_history(
+            entry.history, {"at": now, **item})), etag=entry.etag)
+
+    def reopen(self, entry: LedgerEntry, item: Mapping[str, Any]) -> LedgerEntry | None:
+        """Make a finished row `retry` again, so the next delivery of its event acts on it (a
+        replay); `item` (who, why, forced or not) joins its history. ETag-checked: None when the
+        row changed meanwhile. The caller decides whether the row may be reopened."""
+        now = utc_iso(self.clock())
+        return self.store.replace(entry.evolve(
+            outcome=Outcome.RETRY, action="reopened for replay",
+            detail=f"was {entry.outcome.value}: {entry.action}"[:1000], updated_at=now,
+            claim_expires_at_s=0.0, history=add_history(entry.history, {"at": now, **item})),
+            etag=entry.etag)
+
+    def quarantine(self, entry: LedgerEntry, *, by: str, reason: str) -> LedgerEntry | None:
+        """Settle a (poison) event for good: `failed`, action `quarantined`; deliveries and
+        replays leave it alone. None when the row changed meanwhile or a live claim holds it."""
+        now = self.clock()
+        if entry.outcome is Outcome.IN_PROGRESS and entry.claim_expires_at_s > now:
+            return None
+        at = utc_iso(now)
+        return self.store.replace(entry.evolve(
+            outcome=Outcome.FAILED, action=QUARANTINED,
+            detail=storable(f"quarantined by {by}: {reason or 'no reason given'}"),
+            updated_at=at, claim_expires_at_s=0.0, history=add_history(entry.history, {
+                "at": at, "quarantined": {"by": by, "reason": reason,
+                                          "was": entry.outcome.value}})),
+            etag=entry.etag)
+
+    def prune(self, *, older_than_s: float) -> int:
+        """Delete rows not updated for `older_than_s` seconds (never a live claim); how many."""
+        now = self.clock()
+        return self.store.prune(utc_iso(now - older_than_s), now_s=now)
 
     def entries(self, *, limit: int | None = None) -> list[LedgerEntry]:
         """All entries, oldest first."""

@@ -17,6 +17,12 @@ from handlers.settings import SettingsReader
 
 LEDGER_BACKEND = "AMLEVENTS_LEDGER"
 LEDGER_PATH = "AMLEVENTS_LEDGER_PATH"
+LEDGER_RETENTION_DAYS = "AMLEVENTS_LEDGER_RETENTION_DAYS"
+DEFAULT_RETENTION_DAYS = 90
+# Longer than Event Grid retries one event (24 hours at most): a row pruned sooner could let a
+# late redelivery act a second time.
+MIN_RETENTION_DAYS = 2
+MAX_RETENTION_DAYS = 36_500
 LOCAL_LEDGER_PATH = ".amlevents/ledger.sqlite3"
 AZURE_INSTANCE = "WEBSITE_INSTANCE_ID"  # set by App Service / Azure Functions on every instance
 
@@ -44,3 +50,15 @@ class LedgerSettings:
                        path=reader.text(LEDGER_PATH, default_ledger_path(env)))
         reader.raise_if_invalid()
         return settings
+
+
+def retention_days(env: Mapping[str, str]) -> int:
+    """How many days a row is kept after its last update (what `amlevents ledger prune` uses).
+
+    Read apart from LedgerSettings: a bad value must not stop events from being recorded.
+    """
+    reader = SettingsReader(env)
+    days = reader.integer(LEDGER_RETENTION_DAYS, DEFAULT_RETENTION_DAYS,
+                          minimum=MIN_RETENTION_DAYS, maximum=MAX_RETENTION_DAYS)
+    reader.raise_if_invalid()
+    return days

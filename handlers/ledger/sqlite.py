@@ -3,6 +3,9 @@
 WAL journal so readers never block the writer; one connection per thread; every write is a
 single conditional statement (atomic on its own in autocommit mode), so several threads and
 processes can share one file.
+
+Compatible across versions: columns are only ever added (with a default), when a file written by an
+older version is opened; older versions ignore columns they do not know.
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from handlers.errors import SettingError
-from handlers.ledger.ledger import LedgerEntry, StateItem
+from handlers.ledger.ledger import LedgerEntry, LedgerQuery, StateItem
 from handlers.ledger.settings import LEDGER_PATH
+from handlers.ledger.stored_event import as_text, from_text
 from handlers.outcome import Outcome
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY,  -- rowid: increasing, since rows are never deleted
+    seq INTEGER PRIMARY KEY,  -- rowid: increasing (pruning deletes old rows, never the newest)
     key TEXT NOT NULL UNIQUE,
     event_id TEXT NOT NULL,
     event_type TEXT NOT NULL,
@@ -35,7 +39,9 @@ CREATE TABLE IF NOT EXISTS events (
     detail TEXT NOT NULL,
     attempts INTEGER NOT NULL,
     claim_expires_at_s REAL NOT NULL,
-    version INTEGER NOT NULL
+    version INTEGER NOT NULL,
+    history TEXT NOT NULL DEFAULT '',
+    event TEXT NOT NULL DEFAULT ''  -- the stored event (stored_event.as_text)
 );
 CREATE TABLE IF NOT EXISTS state (
     key TEXT PRIMARY KEY,
@@ -43,8 +49,16 @@ CREATE TABLE IF NOT EXISTS state (
     version INTEGER NOT NULL
 );
 """
+# Columns added after the first release, with their definitions (added to older files on open).
+_ADDED = {"history": "TEXT NOT NULL DEFAULT ''", "event": "TEXT NOT NULL DEFAULT ''"}
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS events_event_id ON events (event_id);
+CREATE INDEX IF NOT EXISTS events_received_at ON events (received_at);
+CREATE INDEX IF NOT EXISTS events_updated_at ON events (updated_at);
+"""
 _COLUMNS = ("key", "event_id", "event_type", "subject", "topic", "function", "received_at",
-            "updated_at", "outcome", "action", "detail", "attempts", "claim_expires_at_s")
+            "updated_at", "outcome", "action", "detail", "attempts", "claim_expires_at_s",
+            "history")
 _SELECT = f"SELECT {', '.join(_COLUMNS)}, version FROM events"
 
 
@@ -66,7 +80,11 @@ class SqliteLedgerStore:
         try:
             if path != ":memory:":
                 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            self._conn().executescript(_SCHEMA)
+            conn = self._conn()
+            conn.executescript(_SCHEMA)
+            _add_missing_columns(conn)
+            conn.executescript(_INDEXES)
+            _check_writable(conn)
         except (OSError, sqlite3.Error) as exc:
             # A read-only app folder (run from package) must fail loudly, naming the setting.
             raise SettingError(LEDGER_PATH, f"the SQLite ledger at {path} cannot be created or "
@@ -86,14 +104,14 @@ class SqliteLedgerStore:
                 self._connections.append(conn)
         return conn
 
-    def insert(self, entry: LedgerEntry) -> LedgerEntry | None:
+    def insert(self, entry: LedgerEntry, *, event: bytes = b"") -> LedgerEntry | None:
         """Insert if the key is absent (INSERT OR IGNORE is the conditional insert)."""
-        values = [getattr(entry, name) for name in _COLUMNS]
+        values: list[Any] = [getattr(entry, name) for name in _COLUMNS]
         values[_COLUMNS.index("outcome")] = entry.outcome.value
         conn = self._conn()
         cursor = conn.execute(
-            f"INSERT OR IGNORE INTO events ({', '.join(_COLUMNS)}, version) "
-            f"VALUES ({', '.join('?' * len(_COLUMNS))}, 1)", values)
+            f"INSERT OR IGNORE INTO events ({', '.join(_COLUMNS)}, version, event) "
+            f"VALUES ({', '.join('?' * len(_COLUMNS))}, 1, ?)", [*values, as_text(event)])
         inserted = cursor.rowcount == 1
         return _with_etag(entry, "1") if inserted else None
 
@@ -119,6 +137,37 @@ class SqliteLedgerStore:
         sql = f"{_SELECT} ORDER BY seq" + (" LIMIT ?" if limit is not None else "")
         params: tuple[Any, ...] = (limit,) if limit is not None else ()
         return [_entry(row) for row in self._conn().execute(sql, params).fetchall()]
+
+    def get_event(self, key: str) -> bytes | None:
+        """The stored event (b"" when none), or None without the row."""
+        row = self._conn().execute("SELECT event FROM events WHERE key = ?", (key,)).fetchone()
+        return from_text(str(row[0] or "")) if row else None
+
+    def query(self, query: LedgerQuery) -> list[LedgerEntry]:
+        """Rows oldest first: the indexed conditions in SQL, the rest by `query.matches`."""
+        where, params = [], []
+        if query.outcomes:
+            where.append(f"outcome IN ({', '.join('?' * len(query.outcomes))})")
+            params += sorted(o.value for o in query.outcomes)
+        if query.since:
+            where += ["received_at >= ?"]
+            params.append(query.since)
+        if query.until:
+            where += ["received_at < ?"]
+            params.append(query.until)
+        if query.event_id:
+            where += ["event_id = ?"]
+            params.append(query.event_id)
+        sql = _SELECT + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY seq"
+        rows = self._conn().execute(sql, params).fetchall()
+        return query.narrow([_entry(row) for row in rows])
+
+    def prune(self, updated_before: str, *, now_s: float) -> int:
+        """Delete rows last updated before the time, except live claims."""
+        cursor = self._conn().execute(
+            "DELETE FROM events WHERE updated_at < ? AND NOT "
+            "(outcome = 'in_progress' AND claim_expires_at_s > ?)", (updated_before, now_s))
+        return int(cursor.rowcount)
 
     def get_state(self, key: str) -> StateItem | None:
         """A state item, or None."""
@@ -151,6 +200,30 @@ class SqliteLedgerStore:
                 conn.close()
             self._connections.clear()
         self._local = threading.local()
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Bring a file written by an older version up to date (columns are only ever added)."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+    for name, definition in _ADDED.items():
+        if name in present:
+            continue
+        try:
+            conn.execute(f"ALTER TABLE events ADD COLUMN {name} {definition}")
+        except sqlite3.OperationalError as exc:  # another process added it first
+            if "duplicate column" not in str(exc):
+                raise
+
+
+def _check_writable(conn: sqlite3.Connection) -> None:
+    """A read-only file opens and reads, then fails every write: find out at open (health 503,
+    the setting named), not at the first event. The probe write is rolled back."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("INSERT OR REPLACE INTO state (key, value, version) VALUES ('', '{}', 0)")
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
 
 
 def _with_etag(entry: LedgerEntry, etag: str) -> LedgerEntry:

@@ -6,6 +6,10 @@ first receipt; RowKey `t-<seq>-<key>` is an order index created in the same tran
 Table Storage sorts only by (PartitionKey, RowKey) and `entries(limit=N)` must not read the whole
 table. Handler state lives in PartitionKey `state`, its value as JSON. Where the table is, and
 the client for it: table_settings.py.
+The received event is stored with its row at insert (stored_event.py), split over binary
+properties `ev0`..`ev3` (each under the 64 KiB property limit); reads of the row select the other
+properties only, so claims and listings never download it. Compatible across versions: properties
+are only ever added, and a property an older row lacks reads as its default.
 Dedupe is the conditional insert (409 EntityAlreadyExists); every update carries the ETag
 (If-Match, 412 on mismatch). azure.data.tables is imported only inside functions (cold start).
 """
@@ -25,7 +29,8 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from handlers.errors import PermanentError, RetryableError
-from handlers.ledger.ledger import LedgerEntry, StateItem
+from handlers.ledger.ledger import LedgerEntry, LedgerQuery, StateItem
+from handlers.ledger.stored_event import MAX_CHUNKS, chunks
 from handlers.ledger.table_settings import (
     DEFAULT_TABLE_NAME,
     DEV_CONNECTION_STRING,
@@ -58,7 +63,11 @@ _EVENT_RANGE = ("PartitionKey ge 'ev-' and PartitionKey lt 'ev.' "
                 "and RowKey ge 'k-' and RowKey lt 'k.'")
 _MAX_TEXT_BYTES = 60_000  # a string property holds 64 KiB of UTF-16
 _FIELDS = ("event_id", "event_type", "subject", "topic", "function", "received_at",
-           "updated_at", "action", "detail")
+           "updated_at", "action", "detail", "history")
+_EVENT_PROPERTIES = tuple(f"ev{i}" for i in range(MAX_CHUNKS))
+# What a read of a row selects: everything but the stored event.
+_ROW = ["key", "seq", "outcome", "attempts", "claim_expires_at_s", *_FIELDS]
+_BATCH = 100  # operations in one entity group transaction
 
 
 @contextmanager
@@ -124,15 +133,17 @@ class TableLedgerStore:
             except ResourceExistsError:
                 pass
 
-    def insert(self, entry: LedgerEntry) -> LedgerEntry | None:
-        """Create the entry and its order index in one transaction; None if the key exists."""
+    def insert(self, entry: LedgerEntry, *, event: bytes = b"") -> LedgerEntry | None:
+        """Create the entry (with the stored event) and its order index in one transaction; None
+        if the key exists."""
         from azure.core.exceptions import ResourceExistsError
         from azure.data.tables import TableTransactionError
 
         partition, row = _partition(entry.key), _row(entry.key)
         seq = f"{time.time_ns():020d}"
+        pieces = dict(zip(_EVENT_PROPERTIES, chunks(event)))
         operations: list[Any] = [
-            ("create", {**_to_entity(entry, partition, row), "seq": seq}),
+            ("create", {**_to_entity(entry, partition, row), "seq": seq, **pieces}),
             ("create", {"PartitionKey": partition, "RowKey": f"t-{seq}-{row}", "row": row})]
         with storage_errors("inserting an entry"):
             try:
@@ -149,10 +160,80 @@ class TableLedgerStore:
 
         with storage_errors("reading an entry"):
             try:
-                entity = self.client.get_entity(_partition(key), "k-" + _row(key))
+                entity = self.client.get_entity(_partition(key), "k-" + _row(key), select=_ROW)
             except ResourceNotFoundError:
                 return None
         return _to_entry(entity, key)
+
+    def get_event(self, key: str) -> bytes | None:
+        """The stored event (b"" when none), or None without the row."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with storage_errors("reading an event"):
+            try:
+                entity = self.client.get_entity(_partition(key), "k-" + _row(key),
+                                                select=["key", *_EVENT_PROPERTIES])
+            except ResourceNotFoundError:
+                return None
+        return b"".join(bytes(entity.get(name) or b"") for name in _EVENT_PROPERTIES)
+
+    def query(self, query: LedgerQuery) -> list[LedgerEntry]:
+        """Rows oldest first: outcome, time and id filtered by the service, the rest here."""
+        conditions = [_EVENT_RANGE]
+        parameters: dict[str, Any] = {}
+        if query.outcomes:
+            names = []
+            for index, outcome in enumerate(sorted(o.value for o in query.outcomes)):
+                parameters[f"o{index}"] = outcome
+                names.append(f"outcome eq @o{index}")
+            conditions.append("( " + " or ".join(names) + " )")  # @names need spaces around
+        for name, operator, value in (("since", "ge", query.since), ("until", "lt", query.until),
+                                      ("event_id", "eq", query.event_id)):
+            if value:
+                parameters[name] = value
+                column = "received_at" if name in ("since", "until") else name
+                conditions.append(f"{column} {operator} @{name}")
+        with storage_errors("querying entries"):
+            entities = list(self.client.query_entities(" and ".join(conditions),
+                                                       parameters=parameters, select=_ROW))
+        entities.sort(key=lambda e: (str(e.get("seq", "")), str(e.get("key", ""))))
+        return query.narrow([_to_entry(entity) for entity in entities])
+
+    def prune(self, updated_before: str, *, now_s: float) -> int:
+        """Delete rows last updated before the time (and their order index), except live claims;
+        one transaction per partition and batch."""
+        with storage_errors("listing entries to prune"):
+            old = [e for e in self.client.query_entities(
+                f"{_EVENT_RANGE} and updated_at lt @before", parameters={"before": updated_before},
+                select=["PartitionKey", "RowKey", "seq", "outcome", "claim_expires_at_s"])
+                if not (e.get("outcome") == "in_progress"
+                        and float(e.get("claim_expires_at_s", 0)) > now_s)]
+        by_partition: dict[str, list[Any]] = {}
+        for entity in old:
+            operations = by_partition.setdefault(entity["PartitionKey"], [])
+            operations.append(("delete", {"PartitionKey": entity["PartitionKey"],
+                                          "RowKey": entity["RowKey"]}))
+            if entity.get("seq"):
+                operations.append(("delete", {
+                    "PartitionKey": entity["PartitionKey"],
+                    "RowKey": f"t-{entity['seq']}-{entity['RowKey'][2:]}"}))
+        with storage_errors("pruning entries"):
+            for operations in by_partition.values():
+                for start in range(0, len(operations), _BATCH):
+                    self._delete_batch(operations[start:start + _BATCH])
+        return len(old)
+
+    def _delete_batch(self, operations: list[Any]) -> None:
+        from azure.data.tables import TableTransactionError
+
+        try:
+            self.client.submit_transaction(operations)
+        except TableTransactionError as exc:
+            if exc.status_code != 404:
+                raise
+            # One of them was gone already (pruned by someone else): delete the rest one by one.
+            for _, entity in operations:
+                self.client.delete_entity(entity["PartitionKey"], entity["RowKey"])
 
     def replace(self, entry: LedgerEntry, *, etag: str) -> LedgerEntry | None:
         """Merge the entry's fields if the stored ETag still matches (`seq` stays as it was)."""
@@ -176,7 +257,7 @@ class TableLedgerStore:
         if limit is not None:
             return self._first(limit)
         with storage_errors("listing entries"):
-            entities = list(self.client.query_entities(_EVENT_RANGE))
+            entities = list(self.client.query_entities(_EVENT_RANGE, select=_ROW))
         entities.sort(key=lambda e: (str(e.get("seq", "")), str(e.get("key", ""))))
         return [_to_entry(entity) for entity in entities]
 
@@ -192,7 +273,7 @@ class TableLedgerStore:
                 heads.append([(e["RowKey"], e["PartitionKey"], e["row"])
                               for e in islice(pages, limit)])
             oldest = list(islice(heapq.merge(*heads), limit))
-            return [_to_entry(self.client.get_entity(partition, "k-" + row))
+            return [_to_entry(self.client.get_entity(partition, "k-" + row, select=_ROW))
                     for _, partition, row in oldest]
 
     def get_state(self, key: str) -> StateItem | None:

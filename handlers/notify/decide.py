@@ -7,9 +7,7 @@ https://learn.microsoft.com/azure/machine-learning/how-to-use-event-grid
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from fnmatch import fnmatchcase
+from dataclasses import replace
 
 from handlers.errors import InvalidEvent
 from handlers.events.parse import MlEvent, ModelDeployed, RunCompleted, RunStatusChanged
@@ -32,16 +30,7 @@ from handlers.notify.settings import (
     Rule,
 )
 from handlers.outcome import ActionResult
-
-
-@dataclass(frozen=True)
-class _Facts:
-    """What rules match on, whatever the event type."""
-
-    kind: str
-    status: str
-    experiment: str | None
-    tags: Mapping[str, str]
+from handlers.rules import Facts, facts_of
 
 
 def decide(event: MlEvent, settings: NotifySettings) -> NotificationPlan | ActionResult:
@@ -62,7 +51,7 @@ def decide(event: MlEvent, settings: NotifySettings) -> NotificationPlan | Actio
                 f"ModelDeployed notifications are off ({MODEL_DEPLOYED})")
     else:
         return ActionResult.skipped(f"{event.envelope.event_type} does not notify")
-    facts = _facts(event)
+    facts = facts_of(event)
     rule = _first_match(settings.rules, facts)
     if settings.rules and rule is None:
         return ActionResult.skipped(f"no rule in {RULES} matches this event")
@@ -75,31 +64,12 @@ def decide(event: MlEvent, settings: NotifySettings) -> NotificationPlan | Actio
         rule=rule.name if rule else "default", channels=rule.channels if rule else None)
 
 
-def _facts(event: RunStatusChanged | RunCompleted | ModelDeployed) -> _Facts:
-    if isinstance(event, ModelDeployed):
-        return _Facts("modeldeployed", "deployed", None, event.service_tags)
-    if isinstance(event, RunCompleted):
-        return _Facts("runcompleted", "completed", event.experiment_name, event.run_tags)
-    return _Facts("runstatuschanged", event.run_status.strip().lower(), event.experiment_name,
-                  event.run_tags)
+def rule_matches(rule: Rule, facts: Facts) -> bool:
+    """True when every criterion the rule gives holds (the shared vocabulary: handlers/rules)."""
+    return rule.criteria.matches(facts)
 
 
-def rule_matches(rule: Rule, facts: _Facts) -> bool:
-    """True when every criterion the rule gives holds (patterns are case-insensitive globs)."""
-    if rule.events is not None and facts.kind not in {e.lower() for e in rule.events}:
-        return False
-    if rule.statuses is not None and facts.status not in rule.statuses:
-        return False
-    if rule.experiment is not None and (
-            facts.experiment is None
-            or not fnmatchcase(facts.experiment.lower(), rule.experiment.lower())):
-        return False
-    tags = {k.lower(): v for k, v in facts.tags.items()}
-    return all(name.lower() in tags and fnmatchcase(tags[name.lower()].lower(), pattern.lower())
-               for name, pattern in rule.tags)
-
-
-def _first_match(rules: tuple[Rule, ...], facts: _Facts) -> Rule | None:
+def _first_match(rules: tuple[Rule, ...], facts: Facts) -> Rule | None:
     return next((rule for rule in rules if rule_matches(rule, facts)), None)
 
 
@@ -140,6 +110,8 @@ def _notice(event: RunStatusChanged | RunCompleted | ModelDeployed, studio: str)
                    ("Models", ", ".join(event.model_ids)), ("Time", envelope.event_time),
                    *where),
             event=envelope.raw)
+    if isinstance(event, RunStatusChanged) and event.is_monitor_breach:
+        return _breach_notice(event, studio, ws, where, kind)
     status = (event.run_status if isinstance(event, RunStatusChanged) else "Completed").strip()
     return Notice(
         event_id=envelope.id, event_type=envelope.event_type,
@@ -150,4 +122,33 @@ def _notice(event: RunStatusChanged | RunCompleted | ModelDeployed, studio: str)
         facts=(("Event", kind), ("Status", status), ("Experiment", event.experiment_name),
                ("Run", event.run_id), ("Run type", event.run_type or "-"),
                ("Time", envelope.event_time), *where),
+        event=envelope.raw)
+
+
+_BREACHES_SHOWN = 10  # one line per breached metric; the rest are counted
+
+
+def _breach_notice(event: RunStatusChanged, studio: str, ws: WorkspaceRef | None,
+                   where: list[tuple[str, str]], kind: str) -> Notice:
+    """What a model monitor's breach says: the signal, its features, each metric vs threshold."""
+    envelope, breach = event.envelope, event.monitor_breach
+    assert breach is not None  # is_monitor_breach
+    features = ", ".join(breach.features) or "-"
+    lines = [v.describe() for v in breach.violations[:_BREACHES_SHOWN]]
+    if len(breach.violations) > _BREACHES_SHOWN:
+        lines.append(f"+{len(breach.violations) - _BREACHES_SHOWN} more")
+    signal = breach.signal or "(signal not named)"
+    title = f"Model monitor breach: {signal}"
+    if breach.features:
+        title += f" ({features})"
+    return Notice(
+        event_id=envelope.id, event_type=envelope.event_type, title=title,
+        status=event.run_status.strip(), event_time=envelope.event_time,
+        workspace=ws.workspace if ws else "", topic=envelope.topic,
+        link=studio_run_url(studio, ws, event.run_id) if ws else "",
+        group=f"model monitor breaches of {breach.monitor_key or event.experiment_name}",
+        facts=(("Event", f"{kind} (model monitor breach)"), ("Signal", signal),
+               ("Monitor", breach.monitor or "-"), ("Features", features),
+               ("Breached", "; ".join(lines) or breach.message), ("Monitoring run", event.run_id),
+               ("Experiment", event.experiment_name), ("Time", envelope.event_time), *where),
         event=envelope.raw)

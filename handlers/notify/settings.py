@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from handlers.rules import CRITERIA_KEYS, Criteria, parse_criteria
 from handlers.settings import SettingsReader
 
 SMTP_HOST = "AMLEVENTS_NOTIFY_SMTP_HOST"
@@ -50,7 +51,7 @@ DEFAULT_STUDIO_ENDPOINT = "https://ml.azure.com"
 CHANNELS = ("smtp", "acs", "teams", "slack", "webhook", "outbox")
 # Short names a rule's "events" may list, and the full Event Grid types they stand for.
 RULE_EVENTS = ("RunStatusChanged", "RunCompleted", "ModelDeployed")
-_RULE_KEYS = frozenset({"name", "experiment", "tags", "events", "statuses", "channels"})
+_RULE_KEYS = CRITERIA_KEYS | {"name", "channels"}  # the criteria: handlers/rules.py
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 # What an HTTP request line may carry: printable ASCII, no space (RFC 3986; http.client refuses
 # the rest with an InvalidURL that repeats the whole URL, signature included).
@@ -65,10 +66,17 @@ class Rule:
 
     name: str
     experiment: str | None = None
-    tags: tuple[tuple[str, str], ...] = ()
+    tags: tuple[tuple[str, str | None], ...] = ()
     events: frozenset[str] | None = None
     statuses: frozenset[str] | None = None
     channels: tuple[str, ...] | None = None  # None: every configured channel
+    model: str | None = None
+
+    @property
+    def criteria(self) -> Criteria:
+        """What the rule asks of an event, in the vocabulary CI/CD rules share (handlers/rules)."""
+        return Criteria(types=self.events, model=self.model, experiment=self.experiment,
+                        tags=self.tags, statuses=self.statuses)
 
 
 @dataclass(frozen=True)
@@ -120,27 +128,15 @@ def _rule(item: Mapping[str, Any], index: int, reader: SettingsReader) -> Rule:
         reader.problem(RULES, f"{where}: unknown key(s) {', '.join(unknown)} "
                               f"(allowed: {', '.join(sorted(_RULE_KEYS))})")
     name = item.get("name", where)
-    experiment = item.get("experiment")
-    if experiment is not None and not isinstance(experiment, str):
-        reader.problem(RULES, f"{where}: experiment must be a string pattern")
-        experiment = None
-    tags = item.get("tags", {})
-    if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
-        reader.problem(RULES, f"{where}: tags must be an object of name -> value pattern")
-        tags = {}
-    events = _names(item, "events", where, reader)
-    known = {e.lower(): e for e in RULE_EVENTS}
-    if events is not None and not events <= set(known):
-        reader.problem(RULES, f"{where}: events must be among {', '.join(RULE_EVENTS)}")
+    criteria = parse_criteria(item, where, lambda message: reader.problem(RULES, message),
+                              types=RULE_EVENTS)
     channels = _names(item, "channels", where, reader)
     if channels is not None and not channels <= set(CHANNELS):
         reader.problem(RULES, f"{where}: unknown channel(s) "
                               f"{', '.join(sorted(channels - set(CHANNELS)))} "
                               f"(channels: {', '.join(CHANNELS)})")
-    return Rule(name=str(name), experiment=experiment,
-                tags=tuple(sorted((str(k), v) for k, v in tags.items())),
-                events=None if events is None else frozenset(known.get(e, e) for e in events),
-                statuses=_names(item, "statuses", where, reader),
+    return Rule(name=str(name), experiment=criteria.experiment, tags=criteria.tags,
+                events=criteria.types, statuses=criteria.statuses, model=criteria.model,
                 channels=None if channels is None else tuple(c for c in CHANNELS if c in channels))
 
 

@@ -59,16 +59,6 @@ def state_key(ledger_key: str) -> str:
     return STATE_PREFIX + ledger_key
 
 
-def concern_of(event_type: str) -> str:
-    """The concern that acts on an event type: the package of its handler (deploy, retrain...)."""
-    from handlers.runtime.routing import HANDLERS  # not at import: routing imports the handlers
-
-    handler = HANDLERS.get(event_type)
-    module = getattr(handler, "__module__", "") if handler is not None else ""
-    parts = module.split(".")
-    return parts[1] if len(parts) > 2 and parts[0] == "handlers" else ""
-
-
 def _publisher(env: Mapping[str, str]) -> OutcomePublisher:
     """The process's publisher (built once through the settings cache; the SDK on first send)."""
     from handlers.adapters.outcome_topic import OutcomeTopicPublisher
@@ -112,7 +102,9 @@ def publish_outcome(ctx: HandlerContext, entry: LedgerEntry) -> str | None:
         return str(exc)  # the operator fixes it; the event waits
     if not settings.enabled:
         return None
-    concern = concern_of(entry.event_type)
+    from handlers.runtime.routing import concern_of  # not at import: routing imports the handlers
+
+    concern = concern_of(entry.key, entry.event_type)
     dry_run = ctx.adapters.is_dry_run(concern) if concern else False
     if dry_run and not settings.publish_dry_run:
         return None

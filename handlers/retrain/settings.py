@@ -1,9 +1,18 @@
-"""Settings of drift → Data Factory retraining: routing, thresholds, parameter names, limits.
+"""Settings of drift → retraining: routing, thresholds, parameter names, limits.
 
-Routes and per-monitor thresholds are keyed by drift monitor name (exact) or id (any casing);
-a target is a JSON object {"subscription", "resourceGroup", "factory", "pipeline"} or the ARM
-id of the pipeline. Names follow the Data Factory naming rules:
-https://learn.microsoft.com/azure/data-factory/naming-rules
+Routes and per-monitor thresholds are keyed by drift monitor name (exact) or id (any casing) for
+v1 `DatasetDriftDetected`, and by signal or monitor name for v2 model-monitor breaches (see
+`breach_key`). A target is one of three kinds, told apart by its ARM resource type:
+
+* a Data Factory pipeline: a JSON object {"subscription", "resourceGroup", "factory",
+  "pipeline"} or `/subscriptions/…/providers/Microsoft.DataFactory/factories/F/pipelines/P`;
+* an Azure ML pipeline component: `…/Microsoft.MachineLearningServices/workspaces/W/components/
+  NAME/versions/V`, or `…/components/NAME` for its latest version (a pipeline job is submitted);
+* an Azure ML batch endpoint: `…/workspaces/W/batchEndpoints/NAME` (its default deployment,
+  e.g. a pipeline component deployment, is invoked).
+
+Names follow the Data Factory naming rules (https://learn.microsoft.com/azure/data-factory/naming-
+rules) and Azure ML's (workspace 3-33 characters; endpoint 3-32, a letter first).
 """
 
 from __future__ import annotations
@@ -31,13 +40,17 @@ RECONCILE_GRACE_S = "AMLEVENTS_RETRAIN_RECONCILE_GRACE_S"
 
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
 
-# Event field -> default ADF pipeline parameter name. `requestId` is what makes a redelivery
-# after "accepted but timed out" find the run it already started, so it cannot be turned off.
+# Event field -> default pipeline parameter (or Azure ML job input) name. `requestId` is what makes
+# a redelivery after "accepted but timed out" find the run it already started, so it cannot be
+# turned off. v1 drift passes the first eight and requestId (unchanged, so existing pipelines keep
+# working); a v2 monitor breach passes monitorName, signalName, driftRunId, features, violations,
+# windowEnd and requestId (see decide.py).
 DEFAULT_PARAMETER_NAMES: Mapping[str, str] = MappingProxyType({
     "monitorName": "monitorName", "monitorId": "monitorId", "driftRunId": "driftRunId",
     "baseDatasetId": "baseDatasetId", "targetDatasetId": "targetDatasetId",
     "driftCoefficient": "driftCoefficient", "windowStart": "windowStart",
-    "windowEnd": "windowEnd", "requestId": "amleventsRequestId"})
+    "windowEnd": "windowEnd", "signalName": "signalName", "features": "features",
+    "violations": "violations", "requestId": "amleventsRequestId"})
 REQUEST_ID = "requestId"
 
 _TARGET_KEYS = ("subscription", "resourceGroup", "factory", "pipeline")
@@ -46,10 +59,27 @@ _ARM_PIPELINE_ID = re.compile(
     r"/providers/Microsoft\.DataFactory/factories/(?P<factory>[^/]+)"
     r"/pipelines/(?P<pipeline>[^/]+)/?",
     re.IGNORECASE)
+_ML_WORKSPACE = (r"/?subscriptions/(?P<subscription>[^/]+)/resourceGroups/(?P<resourceGroup>[^/]+)"
+                 r"/providers/Microsoft\.MachineLearningServices/workspaces/(?P<workspace>[^/]+)")
+_ML_COMPONENT_ID = re.compile(
+    _ML_WORKSPACE + r"/components/(?P<component>[^/]+)(?:/versions/(?P<version>[^/]+))?/?",
+    re.IGNORECASE)
+_ML_BATCH_ENDPOINT_ID = re.compile(_ML_WORKSPACE + r"/batchEndpoints/(?P<endpoint>[^/]+)/?",
+                                   re.IGNORECASE)
+_ML_WORKSPACE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{2,32}")
+_ML_ASSET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
+_ML_VERSION = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_ML_ENDPOINT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{1,30}[A-Za-z0-9]")
 _RESOURCE_GROUP = re.compile(r"[-\w._()]{1,90}")
 _FACTORY = re.compile(r"(?=.{3,63}$)[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")
 _PIPELINE_FORBIDDEN = set('.+?/<>*%&:\\')
 _PARAMETER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+DATA_FACTORY = "data_factory"
+AML_COMPONENT = "aml_pipeline_component"
+AML_BATCH_ENDPOINT = "aml_batch_endpoint"
+TARGET_KINDS = (DATA_FACTORY, AML_COMPONENT, AML_BATCH_ENDPOINT)
 
 
 @dataclass(frozen=True)
@@ -60,6 +90,7 @@ class DataFactoryTarget:
     resource_group: str
     factory: str
     pipeline: str
+    kind = DATA_FACTORY
 
     def as_dict(self) -> dict[str, str]:
         """The setting's JSON shape."""
@@ -72,19 +103,156 @@ class DataFactoryTarget:
         return cls(str(value["subscription"]), str(value["resourceGroup"]),
                    str(value["factory"]), str(value["pipeline"]))
 
+    @property
+    def resource_id(self) -> str:
+        """The pipeline's ARM id."""
+        return (f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
+                f"/providers/Microsoft.DataFactory/factories/{self.factory}"
+                f"/pipelines/{self.pipeline}")
 
-# Used only while dry-run is on and no target is configured, so the demo shows a complete plan.
+    def describe(self) -> str:
+        """For people: 'Data Factory pipeline P in factory F'."""
+        return f"Data Factory pipeline {self.pipeline} in factory {self.factory}"
+
+
+@dataclass(frozen=True)
+class _MlTarget:
+    subscription: str
+    resource_group: str
+    workspace: str
+
+    @property
+    def workspace_id(self) -> str:
+        """The workspace's ARM id."""
+        return (f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
+                f"/providers/Microsoft.MachineLearningServices/workspaces/{self.workspace}")
+
+
+@dataclass(frozen=True)
+class ComponentTarget(_MlTarget):
+    """A registered Azure ML pipeline component: a pipeline job is submitted from it.
+
+    `version` None means the latest version, resolved when the job is submitted.
+    """
+
+    component: str
+    version: str | None = None
+    kind = AML_COMPONENT
+
+    @property
+    def resource_id(self) -> str:
+        """The component's ARM id (the container's when the latest version is meant)."""
+        base = f"{self.workspace_id}/components/{self.component}"
+        return f"{base}/versions/{self.version}" if self.version else base
+
+    def as_dict(self) -> dict[str, str]:
+        """Kind and resource id (what the route setting names)."""
+        return {"kind": self.kind, "id": self.resource_id}
+
+    def describe(self) -> str:
+        """For people: 'Azure ML pipeline component C:V in workspace W'."""
+        return (f"Azure ML pipeline component {self.component}:{self.version or 'latest'} in "
+                f"workspace {self.workspace}")
+
+
+@dataclass(frozen=True)
+class BatchEndpointTarget(_MlTarget):
+    """An Azure ML batch endpoint: its default deployment is invoked (one batch job)."""
+
+    endpoint: str
+    kind = AML_BATCH_ENDPOINT
+
+    @property
+    def resource_id(self) -> str:
+        """The endpoint's ARM id."""
+        return f"{self.workspace_id}/batchEndpoints/{self.endpoint}"
+
+    def as_dict(self) -> dict[str, str]:
+        """Kind and resource id (what the route setting names)."""
+        return {"kind": self.kind, "id": self.resource_id}
+
+    def describe(self) -> str:
+        """For people: 'Azure ML batch endpoint E in workspace W'."""
+        return f"Azure ML batch endpoint {self.endpoint} in workspace {self.workspace}"
+
+
+RetrainTarget = DataFactoryTarget | ComponentTarget | BatchEndpointTarget
+
+
+def target_from_dict(value: Mapping[str, Any]) -> RetrainTarget:
+    """A target from its `as_dict()` (ledger state): Data Factory's shape, or kind and id."""
+    if "kind" not in value:
+        return DataFactoryTarget.from_dict(value)
+    target, problems = target_problems(str(value["id"]))
+    if target is None:
+        raise ValueError(f"stored retraining target {value!r}: {'; '.join(problems)}")
+    return target
+
+
+# Used only while dry-run is on and no target is configured, so the demo shows a complete plan:
+# a Data Factory pipeline for v1 drift, an Azure ML pipeline component for v2 monitor breaches.
 PLACEHOLDER_TARGET = DataFactoryTarget("{subscription-id}", "{resource-group-name}",
                                        "{data-factory-name}", "{retraining-pipeline}")
+PLACEHOLDER_COMPONENT = ComponentTarget("{subscription-id}", "{resource-group-name}",
+                                        "{workspace-name}", "{retraining-pipeline-component}")
 
 
-def target_problems(value: Any) -> tuple[DataFactoryTarget | None, list[str]]:
-    """Parse a target (JSON object or ARM pipeline id); the target, or the problems found."""
+def _ml_target_problems(value: str) -> tuple[RetrainTarget | None, list[str]] | None:
+    """An Azure ML component or batch endpoint id, or None when `value` is neither."""
+    component = _ML_COMPONENT_ID.fullmatch(value)
+    endpoint = _ML_BATCH_ENDPOINT_ID.fullmatch(value)
+    match = component or endpoint
+    if match is None:
+        return None
+    problems = _workspace_problems(match["subscription"], match["resourceGroup"],
+                                   match["workspace"])
+    target: RetrainTarget
+    if component is not None:
+        version = component["version"]
+        if not _ML_ASSET_NAME.fullmatch(component["component"]):
+            problems.append(f"component {component['component']!r} is not a valid component name")
+        if version is not None and not _ML_VERSION.fullmatch(version):
+            problems.append(f"component version {version!r} is not a valid version")
+        target = ComponentTarget(match["subscription"], match["resourceGroup"], match["workspace"],
+                                 component["component"], version)
+    else:
+        if not _ML_ENDPOINT_NAME.fullmatch(match["endpoint"]):
+            problems.append(f"batch endpoint {match['endpoint']!r} is not a valid endpoint name "
+                            "(3-32 characters, a letter first, letters, digits and hyphens)")
+        target = BatchEndpointTarget(match["subscription"], match["resourceGroup"],
+                                     match["workspace"], match["endpoint"])
+    return (None, problems) if problems else (target, [])
+
+
+def _workspace_problems(subscription: str, resource_group: str, workspace: str) -> list[str]:
+    problems = []
+    try:
+        uuid.UUID(subscription)
+    except ValueError:
+        problems.append(f"subscription {subscription!r} is not a subscription id (GUID)")
+    if not _RESOURCE_GROUP.fullmatch(resource_group):
+        problems.append(f"resourceGroup {resource_group!r} is not a valid name")
+    if not _ML_WORKSPACE_NAME.fullmatch(workspace):
+        problems.append(f"workspace {workspace!r} is not a valid Azure ML workspace name")
+    return problems
+
+
+def target_problems(value: Any) -> tuple[RetrainTarget | None, list[str]]:
+    """Parse a target (JSON object or ARM resource id); the target, or the problems found.
+
+    The kind follows from the resource type in the id: a Data Factory pipeline, an Azure ML
+    pipeline component (version optional: latest), or an Azure ML batch endpoint.
+    """
     if isinstance(value, str):
+        ml = _ml_target_problems(value.strip())
+        if ml is not None:
+            return ml
         match = _ARM_PIPELINE_ID.fullmatch(value.strip())
         if match is None:
-            return None, ["must be a JSON object or a Data Factory pipeline resource id "
-                          "(/subscriptions/…/factories/…/pipelines/…)"]
+            return None, ["must be a JSON object or the resource id of a Data Factory pipeline "
+                          "(/subscriptions/…/factories/…/pipelines/…), an Azure ML component "
+                          "(…/workspaces/…/components/NAME[/versions/V]) or an Azure ML batch "
+                          "endpoint (…/workspaces/…/batchEndpoints/NAME)"]
         value = match.groupdict()
     if not isinstance(value, Mapping):
         return None, ["must be a JSON object with " + ", ".join(_TARGET_KEYS)]
@@ -114,9 +282,9 @@ def target_problems(value: Any) -> tuple[DataFactoryTarget | None, list[str]]:
 class RetrainSettings:
     """Where and how drift starts a retraining run; built from a mapping, validated at once."""
 
-    routes: Mapping[str, DataFactoryTarget | None]
+    routes: Mapping[str, RetrainTarget | None]
     drift_threshold: float
-    default_target: DataFactoryTarget | None
+    default_target: RetrainTarget | None
     thresholds: Mapping[str, float]
     parameter_names: Mapping[str, str]
     cooldown_s: float
@@ -151,7 +319,7 @@ class RetrainSettings:
         """True when any target is configured (routes or a default)."""
         return bool(self.routes) or self.default_target is not None
 
-    def target_for(self, name: str, monitor_id: str) -> DataFactoryTarget | None:
+    def target_for(self, name: str, monitor_id: str) -> RetrainTarget | None:
         """The monitor's route (by name, then id), else the default; None means no retraining."""
         key = _lookup(self.routes, name, monitor_id)
         return self.routes[key] if key is not None else self.default_target
@@ -161,12 +329,38 @@ class RetrainSettings:
         key = _lookup(self.thresholds, name, monitor_id)
         return self.thresholds[key] if key is not None else default
 
+    def breach_target(self, signal: str, monitor: str) -> tuple[str | None, RetrainTarget | None]:
+        """A v2 breach's route key and target (see `breach_key`), else the default target."""
+        key = breach_key(self.routes, signal, monitor)
+        return key, (self.routes[key] if key is not None else self.default_target)
+
+    def breach_threshold(self, signal: str, monitor: str) -> tuple[str, float] | None:
+        """A v2 breach's own threshold, if one is set for its signal or monitor."""
+        key = breach_key(self.thresholds, signal, monitor)
+        return None if key is None else (key, self.thresholds[key])
+
 
 def _lookup(table: Mapping[str, Any], name: str, monitor_id: str) -> str | None:
     if name in table:
         return name
     wanted = monitor_id.strip().lower()
     return next((k for k in table if wanted and k.strip().lower() == wanted), None)
+
+
+def breach_key(table: Mapping[str, Any], signal: str, monitor: str) -> str | None:
+    """The entry for a v2 breach, per signal and per monitor (names in any case):
+
+    the signal's full name (`credit_card_fraud_monitor_data_drift`), else the monitor's name when
+    the event tells it, else the longest key the signal name starts with followed by `_` (so the
+    monitor's name routes every signal of the monitor).
+    """
+    lowered = {key.strip().lower(): key for key in table}
+    for wanted in (signal, monitor):
+        if wanted and wanted.strip().lower() in lowered:
+            return lowered[wanted.strip().lower()]
+    name = signal.strip().lower()
+    prefixes = [k for k in lowered if k and name.startswith(k + "_")]
+    return lowered[max(prefixes, key=len)] if prefixes else None
 
 
 def _json_object(reader: SettingsReader, name: str) -> Mapping[str, Any]:
@@ -184,8 +378,8 @@ def _json_object(reader: SettingsReader, name: str) -> Mapping[str, Any]:
     return value
 
 
-def _routes(reader: SettingsReader) -> dict[str, DataFactoryTarget | None]:
-    routes: dict[str, DataFactoryTarget | None] = {}
+def _routes(reader: SettingsReader) -> dict[str, RetrainTarget | None]:
+    routes: dict[str, RetrainTarget | None] = {}
     for monitor, value in _json_object(reader, ROUTES).items():
         if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
             routes[monitor] = None  # explicitly no retraining for this monitor
@@ -197,7 +391,7 @@ def _routes(reader: SettingsReader) -> dict[str, DataFactoryTarget | None]:
     return routes
 
 
-def _default_target(reader: SettingsReader) -> DataFactoryTarget | None:
+def _default_target(reader: SettingsReader) -> RetrainTarget | None:
     raw = reader.text(DEFAULT_TARGET)
     if not raw:
         return None

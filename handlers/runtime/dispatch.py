@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from handlers.adapters import Adapters
@@ -26,12 +26,21 @@ from handlers.errors import (
     SettingError,
 )
 from handlers.events import parse as ev
-from handlers.ledger.ledger import EventFacts, Ledger, LedgerEntry, body_key, event_key
+from handlers.ledger.ledger import (
+    EventFacts,
+    Ledger,
+    LedgerEntry,
+    ReceivedEvent,
+    body_key,
+    event_key,
+)
 from handlers.ledger.store import open_store
 from handlers.outcome import ActionResult, Outcome
+from handlers.publish.publish import published
+from handlers.runtime import telemetry
 from handlers.runtime.context import HandlerContext
 from handlers.runtime.redaction import install_redaction, redact, secret_values
-from handlers.runtime.routing import HANDLERS, accepts
+from handlers.runtime.routing import CONCERN_HANDLERS, accepts, concern_key, concerns_for
 from handlers.runtime.settings import ALLOWED_TOPICS, CoreSettings
 from handlers.settings import SettingsCache
 
@@ -49,11 +58,13 @@ class DispatchResult:
     action: str
     detail: str
     duplicate: bool = False
+    also: tuple[DispatchResult, ...] = ()  # the other concerns that acted on the same event
 
     @property
     def should_retry(self) -> bool:
-        """True when the trigger must fail so Event Grid redelivers."""
-        return self.outcome in (Outcome.RETRY, Outcome.IN_PROGRESS)
+        """True when the trigger must fail so Event Grid redelivers (any concern's outcome)."""
+        return (self.outcome in (Outcome.RETRY, Outcome.IN_PROGRESS)
+                or any(other.should_retry for other in self.also))
 
 
 class Dispatcher:
@@ -69,6 +80,8 @@ class Dispatcher:
         self._fallback: Ledger | None = None  # the ledger while other settings are invalid
         self._lock = threading.Lock()
         self._secrets = secret_values(self.env)
+        # Masks the strings of stored events; most repeat from event to event (topic, types).
+        self._clean_stored = functools.lru_cache(maxsize=4096)(self._clean)
 
     @property
     def ledger(self) -> Ledger:
@@ -90,6 +103,9 @@ class Dispatcher:
 
     def dispatch(self, event: Any, *, function: str) -> DispatchResult:
         """Handle one event delivered to `function`; never raises for a bad event."""
+        return telemetry.observe(function, self._dispatch_guarded, event, function)  # its span
+
+    def _dispatch_guarded(self, event: Any, function: str) -> DispatchResult:
         try:
             return self._dispatch(event, function)
         except (RetryableError, PermanentError) as exc:
@@ -107,9 +123,13 @@ class Dispatcher:
             envelope = ev.parse_envelope(event)
         except InvalidEvent as exc:
             return self._invalid_envelope(event, function, exc)
-        facts = EventFacts(key=event_key(envelope.topic, envelope.event_type, envelope.id),
-                           event_id=envelope.id, event_type=envelope.event_type,
-                           subject=envelope.subject, topic=envelope.topic, function=function)
+        # The event itself is stored with its row (masked, bounded): `amlevents show`, replay.
+        facts = ReceivedEvent(key=event_key(envelope.topic, envelope.event_type, envelope.id),
+                              event_id=envelope.id, event_type=envelope.event_type,
+                              subject=envelope.subject, topic=envelope.topic, function=function,
+                              raw=envelope.raw, schema=envelope.schema,
+                              clean=self._clean_stored)
+        telemetry.annotate(facts)
         try:
             ctx = self.context()
         except SettingError as exc:
@@ -143,22 +163,32 @@ class Dispatcher:
         return None
 
     def _act(self, ctx: HandlerContext, facts: EventFacts, typed: ev.MlEvent) -> DispatchResult:
+        """Every concern that wants the event acts on it once; the home concern's result first."""
+        concerns = concerns_for(typed, ctx)
+        if len(concerns) == 1:
+            return self._act_once(ctx, facts, typed, concerns[0])
+        results = [self._act_once(ctx, replace(facts, key=concern_key(
+            facts.key, concern, facts.event_type)), typed, concern) for concern in concerns]
+        return replace(results[0], also=tuple(results[1:]))
+
+    def _act_once(self, ctx: HandlerContext, facts: EventFacts, typed: ev.MlEvent,
+                  concern: str) -> DispatchResult:
         claim = ctx.ledger.claim(facts)
-        if claim.status == "done":
-            return self._result(claim.entry, duplicate=True)
+        if claim.status == "done":  # not acted on again; its outcome event, if pending, is sent
+            return published(ctx, claim.entry, self._result(claim.entry, duplicate=True))
         if claim.status == "busy":
             return DispatchResult(facts.key, facts.event_id, facts.event_type,
                                   Outcome.IN_PROGRESS, "in progress elsewhere",
                                   "another delivery holds the claim", duplicate=True)
-        result = self._run_handler(ctx, typed)
+        result = telemetry.run_action(facts.event_type, self._run_handler, ctx, typed, concern)
         entry = ctx.ledger.finish(claim.entry, result.outcome, self._clean(result.action),
                                   self._clean(result.detail))
         self._log(entry)
-        return self._result(entry)
+        return published(ctx, entry, self._result(entry))  # topic down: `retry`, not redone
 
-    def _run_handler(self, ctx: HandlerContext, typed: ev.MlEvent) -> ActionResult:
+    def _run_handler(self, ctx: HandlerContext, typed: ev.MlEvent, concern: str) -> ActionResult:
         """Only known transient failures retry; anything else is recorded once, for good."""
-        handler = HANDLERS[typed.envelope.event_type]
+        handler = CONCERN_HANDLERS[concern]
         try:
             return handler(typed, ctx)
         except InvalidEvent as exc:
@@ -189,6 +219,7 @@ class Dispatcher:
         facts = EventFacts(key=body_key(readable.key_material), event_id=readable.event_id,
                            event_type=readable.event_type, subject=readable.subject,
                            topic=readable.topic, function=function)
+        telemetry.annotate(facts)
         try:
             ledger = self.context().ledger
         except SettingError as setting_exc:
@@ -237,6 +268,7 @@ def default_dispatcher() -> Dispatcher:
     """The process-wide dispatcher over os.environ (built on the first event, not at import)."""
     dispatcher = Dispatcher(os.environ)
     install_redaction(secret_values(dispatcher.env))
+    telemetry.configure(dispatcher.env)  # Application Insights, when its connection string is set
     return dispatcher
 
 

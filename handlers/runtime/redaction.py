@@ -18,6 +18,8 @@ _SECRET_NAME = re.compile(
     r"(KEY|SECRET|PASSWORD|PASSWD|TOKEN|CONNECTION|CONN_STR|WEBHOOK|_URL$|SAS|SIGNATURE)",
     re.IGNORECASE)
 _SECRET_EXACT = frozenset({"AzureWebJobsStorage", "APPLICATIONINSIGHTS_CONNECTION_STRING"})
+# Service base URLs (no credential in them): shown, so run links in the ledger stay readable.
+_PUBLIC_URLS = frozenset({"AMLEVENTS_GITHUB_API_URL", "AMLEVENTS_AZURE_DEVOPS_URL"})
 _CONNECTION_STRING_PART = re.compile(
     r"(AccountKey|SharedAccessKey|SharedAccessSignature|accesskey|Password)=[^;\s\"']+",
     re.IGNORECASE)
@@ -56,6 +58,8 @@ _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 
 def is_secret_setting(name: str) -> bool:
     """True for settings whose values must never be shown."""
+    if name in _PUBLIC_URLS:
+        return False
     return name in _SECRET_EXACT or bool(_SECRET_NAME.search(name))
 
 

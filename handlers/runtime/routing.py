@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from handlers.cicd import handler as cicd
 from handlers.deploy import handler as deploy
 from handlers.events.parse import (
     DATASET_DRIFT_DETECTED,
@@ -18,11 +19,12 @@ from handlers.notify import handler as notify
 from handlers.outcome import ActionResult
 from handlers.retrain import handler as retrain
 from handlers.runtime.context import HandlerContext
-
-ON_MODEL_REGISTERED = "on_model_registered"
-ON_DRIFT_DETECTED = "on_drift_detected"
-ON_RUN_STATUS = "on_run_status"
-ON_ML_EVENT = "on_ml_event"
+from handlers.runtime.function_names import (
+    ON_DRIFT_DETECTED,
+    ON_ML_EVENT,
+    ON_MODEL_REGISTERED,
+    ON_RUN_STATUS,
+)
 
 FUNCTION_EVENT_TYPES: dict[str, tuple[str, ...]] = {
     ON_MODEL_REGISTERED: (MODEL_REGISTERED,),
@@ -31,13 +33,56 @@ FUNCTION_EVENT_TYPES: dict[str, tuple[str, ...]] = {
     ON_ML_EVENT: ML_EVENT_TYPES,
 }
 
-HANDLERS: dict[str, Callable[[Any, HandlerContext], ActionResult]] = {
-    MODEL_REGISTERED: deploy.handle,
-    DATASET_DRIFT_DETECTED: retrain.handle,
-    RUN_STATUS_CHANGED: notify.handle,
-    RUN_COMPLETED: notify.handle,
-    MODEL_DEPLOYED: notify.handle,
+Handler = Callable[[Any, HandlerContext], ActionResult]
+Wants = Callable[[Any, HandlerContext], bool]
+
+# Each concern's handler: decide (pure), then act through its port.
+CONCERN_HANDLERS: dict[str, Handler] = {
+    "deploy": deploy.handle,
+    "retrain": retrain.handle,
+    "notify": notify.handle,
+    "cicd": cicd.handle,
 }
+
+# The concern every event of a type goes to (its ledger row keeps the event's own key).
+HOME_CONCERN: dict[str, str] = {
+    MODEL_REGISTERED: "deploy",
+    DATASET_DRIFT_DETECTED: "retrain",
+    RUN_STATUS_CHANGED: "notify",
+    RUN_COMPLETED: "notify",
+    MODEL_DEPLOYED: "notify",
+}
+
+# Further concerns one event may drive, each asked whether it wants the event (in this order).
+# Each gets a ledger row of its own (key + "-" + concern): exactly once per concern.
+EXTRA_CONCERNS: tuple[tuple[str, Wants], ...] = (
+    # A model-monitor breach (RunStatusChanged carrying its tag) also retrains; on_run_status and
+    # on_ml_event take RunStatusChanged, so both accept a breach.
+    ("retrain", retrain.wants),
+    ("cicd", cicd.wants),  # a CI/CD rule's when.types lists the event's type
+)
+
+HANDLERS: dict[str, Handler] = {kind: CONCERN_HANDLERS[c] for kind, c in HOME_CONCERN.items()}
+
+
+def concerns_for(event: Any, ctx: HandlerContext) -> tuple[str, ...]:
+    """The concerns that act on `event`: its home concern first, then every other that wants it."""
+    home = HOME_CONCERN[event.envelope.event_type]
+    return (home, *(name for name, wants in EXTRA_CONCERNS
+                    if name != home and wants(event, ctx)))
+
+
+def concern_key(event_key: str, concern: str, event_type: str) -> str:
+    """The ledger key of one concern's row for an event (the home concern keeps the event's key)."""
+    return event_key if HOME_CONCERN.get(event_type) == concern else f"{event_key}-{concern}"
+
+
+def concern_of(ledger_key: str, event_type: str) -> str:
+    """Which concern a ledger row belongs to (the inverse of `concern_key`)."""
+    for name in CONCERN_HANDLERS:
+        if ledger_key.endswith(f"-{name}") and HOME_CONCERN.get(event_type) != name:
+            return name
+    return HOME_CONCERN.get(event_type, "")
 
 
 def function_for(event_type: str) -> str:

@@ -16,7 +16,7 @@ from handlers.settings import SettingsCache, SettingsReader, normalize_topic
 ALLOWED_TOPICS = "AMLEVENTS_ALLOWED_TOPICS"
 DRY_RUN = "AMLEVENTS_DRY_RUN"
 CLAIM_TIMEOUT_S = "AMLEVENTS_CLAIM_TIMEOUT_S"
-CONCERNS = ("deploy", "retrain", "notify")
+CONCERNS = ("deploy", "retrain", "notify", "cicd")
 
 
 def dry_run_setting(concern: str) -> str:
@@ -61,15 +61,18 @@ def _builders() -> tuple[Callable[[Mapping[str, str]], Any], ...]:
     from handlers.deploy.policy import DeployPolicy
     from handlers.ledger.settings import LedgerSettings
     from handlers.notify.settings import ChannelSettings, NotifySettings
+    from handlers.publish.settings import OutcomeTopicSettings
     from handlers.retrain.settings import RetrainSettings
 
     return (CoreSettings.from_mapping, LedgerSettings.from_mapping, DeployPolicy.from_mapping,
             AzureMlSettings.from_mapping, RetrainSettings.from_mapping,
-            NotifySettings.from_mapping, ChannelSettings.from_mapping)
+            NotifySettings.from_mapping, ChannelSettings.from_mapping,
+            OutcomeTopicSettings.from_mapping)
 
 
 def validate_all(settings: SettingsCache) -> list[tuple[str, str]]:
     """Every problem of every concern's settings, as (setting, message); never a value."""
+    from handlers.cicd.settings import CicdSettings, GitHubAuth, auth_problems
     from handlers.ledger.settings import LedgerSettings
     from handlers.ledger.table_settings import TableLedgerSettings
     from handlers.notify.settings import ChannelSettings, NotifySettings, channel_problems
@@ -91,4 +94,8 @@ def validate_all(settings: SettingsCache) -> list[tuple[str, str]]:
     notify, channels = check(NotifySettings.from_mapping), check(ChannelSettings.from_mapping)
     if notify is not None and channels is not None:
         problems.extend(channel_problems(channels, notify))
+    # CI/CD: the rules and the GitHub credential, and whether GitHub rules have a credential.
+    cicd, github = check(CicdSettings.from_mapping), check(GitHubAuth.from_mapping)
+    if cicd is not None and github is not None:
+        problems.extend(auth_problems(cicd, github))
     return list(dict.fromkeys(problems))  # a problem found twice is reported once

@@ -37,6 +37,19 @@ As strict as Azure ML (each refusal is ARM's error body):
   endpoint is refused with 400 (Azure ML: "Cannot create a deployment in endpoint {e} because it is
   in {state} provisioning state."); after a delete completes GET answers 404.
 
+Retraining (see the section "Azure ML jobs, components, batch endpoints and the data plane"):
+component versions (``add_component``: pipeline or command, declared inputs), jobs (PUT/GET; seeded
+runs with ``add_run``, moved on with ``set_job_status``, read with ``job``/``jobs``), batch
+endpoints (``add_batch_endpoint``) and, on a second HTTPS host (``dataplane_url``, same
+certificate), what is not ARM: the workspace's discovery document and run history (pipeline step
+runs), and the batch scoring URI (``drop_next_invoke``: the job starts, the answer is lost;
+``dataplane_requests`` records it all). As strict as Azure ML: job bodies checked with
+``JobBase``; pipeline jobs only, from an existing pipeline component, with the caller's Azure ML
+token in ``x-azureml-token`` (audience ``AML_AUDIENCE``); inputs declared by the component, the
+required ones given, numbers as numbers; a job name taken by another submission → 400 (the same
+submission again → 200); batch scoring needs an Azure ML token, ``{"properties": BatchJob}``
+with known members and Literal values, and a free job name.
+
 An operation progresses only as its status is polled (``lro_in_progress_polls``), so a resource a
 client stopped polling stays busy: ``set_provisioning_state`` moves it on, and
 ``delete_in_background`` plays someone else's delete (Deleting now, gone a moment later). Assert on state with
@@ -47,7 +60,9 @@ client stopped polling stays busy: ``set_provisioning_state`` moves it on, and
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 import re
 import threading
 import uuid
@@ -56,8 +71,18 @@ from typing import TYPE_CHECKING, Any
 
 from azure.ai.ml._restclient.arm_ml_service import models as rest
 
-from .arm import RecordedRequest, Reply, arm_error, invalid_body, utc_now
+from .arm import (
+    RecordedRequest,
+    Reply,
+    _Handler,
+    _parse,
+    _Server,
+    arm_error,
+    invalid_body,
+    utc_now,
+)
 from .arm_models import check
+from .server import serve_in_thread
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -69,6 +94,10 @@ _WS = (r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
        r"Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)")
 _EP = _WS + r"/onlineEndpoints/(?P<ep>[^/]+)"
 _DEP = _EP + r"/deployments/(?P<dep>[^/]+)"
+_JOB = _WS + r"/jobs/(?P<job>[^/]+)"
+_BATCH = _WS + r"/batchEndpoints/(?P<be>[^/]+)"
+_WS_PLANE = (r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
+             r"Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)")
 
 # The api-versions of Microsoft.MachineLearningServices in azure-rest-api-specs
 # (specification/machinelearningservices/resource-manager/Microsoft.MachineLearningServices/
@@ -95,7 +124,28 @@ API_VERSIONS: Mapping[str, frozenset[str]] = {
         "workspaces/models", "workspaces/models/versions", "workspaces/environments/versions",
         "workspaces/codes/versions", "workspaces/onlineEndpoints",
         "workspaces/onlineEndpoints/deployments", "locations/mfeOperationsStatus",
-        "locations/mfeOperationResults"), MFE_API_VERSIONS)}
+        "locations/mfeOperationResults", "workspaces/components/versions", "workspaces/jobs",
+        "workspaces/batchEndpoints"), MFE_API_VERSIONS)}
+
+# The audience of Azure ML's own data-plane tokens (pipeline jobs' x-azureml-token, batch
+# invocation): azure-ai-ml derives it from a custom cloud's portal URL (_azure_environments.
+# _convert_arm_to_cli: "https://ml.azure." + the portal's suffix); the fake cloud's portal is
+# https://portal.fake.local/.
+AML_AUDIENCE = "https://ml.azure.local"
+# Job names (run ids): letters, digits, `_` and `-`, a letter or digit first, at most 255.
+JOB_NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,254}")
+# Job statuses (JobStatus in the REST specs); the first eight are not final.
+JOB_STATUSES = ("NotStarted", "Starting", "Provisioning", "Queued", "Preparing", "Running",
+                "Finalizing", "CancelRequested", "Completed", "Failed", "Canceled",
+                "NotResponding", "Paused", "Unknown")
+# The batch scoring job a batch endpoint's scoring URI accepts (BatchJob of the 2020-09-01
+# data-plane preview azure-ai-ml still writes; read-only members left out).
+BATCH_JOB_MEMBERS = frozenset({
+    "compute", "dataset", "description", "errorThreshold", "inputData", "loggingLevel",
+    "maxConcurrencyPerInstance", "miniBatchSize", "name", "outputData", "outputDataset",
+    "outputFileName", "partitionKeys", "properties", "retrySettings", "tags", "timeout"})
+BATCH_INPUT_TYPES = frozenset({"Literal", "UriFile", "UriFolder", "MLTable", "CustomModel",
+                               "MLFlowModel", "TritonModel"})
 
 # Managed online endpoints SKU list (learn.microsoft.com/azure/machine-learning/reference-managed-
 # online-endpoints-vm-sku-list). Kubernetes deployments name the cluster's own instance types.
@@ -143,6 +193,21 @@ class EndpointView:
     auth_mode: str | None
     traffic: Mapping[str, int]
     provisioning_state: str
+    raw: Mapping[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class JobView:
+    """What an Azure ML job looks like in the fake's state (pipeline jobs, batch jobs, runs)."""
+
+    name: str
+    status: str
+    component_id: str | None
+    inputs: Mapping[str, Any]  # literal inputs: name -> value
+    experiment: str | None
+    tags: Mapping[str, str]
+    batch_endpoint: str | None  # the endpoint whose invocation created it
+    child: bool  # a pipeline step run (MFE answers without properties; run history has it)
     raw: Mapping[str, Any] = field(repr=False)
 
 
@@ -198,6 +263,13 @@ class MlService:
         self._codes: dict[tuple[str, ...], dict[str, Any]] = {}
         self._endpoints: dict[tuple[str, ...], dict[str, Any]] = {}
         self._deployments: dict[tuple[str, ...], dict[str, Any]] = {}
+        self._components: dict[tuple[str, ...], dict[str, Any]] = {}
+        self._jobs: dict[tuple[str, ...], dict[str, Any]] = {}
+        self._runs: dict[tuple[str, ...], dict[str, Any]] = {}  # run history, by workspace + run
+        self._batch_endpoints: dict[tuple[str, ...], dict[str, Any]] = {}
+        self._dataplane_requests: list[RecordedRequest] = []
+        self._drop_invokes = 0
+        self._start_dataplane()
         self.add_workspace(arm.workspace_name)
         self._add_routes()
 
@@ -214,7 +286,7 @@ class MlService:
         rg, loc = resource_group or self.arm.resource_group, location or self.arm.location
         ws_id = self._ws_id(name, rg)
         props = {"friendlyName": name, "workspaceId": str(uuid.uuid4()), "provisioningState": "Succeeded",
-                 "discoveryUrl": f"https://{loc}.api.azureml.ms/discovery",
+                 "discoveryUrl": f"{self.dataplane_url}/discovery",
                  "mlFlowTrackingUri": f"azureml://{loc}.api.azureml.ms/mlflow/v1.0{ws_id}",
                  "storageAccount": f"/subscriptions/{self.arm.subscription_id}/resourceGroups/{rg}/"
                                    "providers/Microsoft.Storage/storageAccounts/fakestorage",
@@ -272,6 +344,332 @@ class MlService:
         with self.arm.lock:
             self._codes.setdefault(_key(code_id), body)
         return code_id
+
+    # -- Azure ML jobs, components, batch endpoints and the data plane ---------------------------
+    #
+    # What azure-ai-ml 1.35 sends (paths relative to the workspace):
+    # ``components.get(n, version=v)``: GET components/{n}/versions/{v} (2024-01-01-preview);
+    # ``components.get(n, label="latest")``: GET components/{n}/versions?$orderBy=createdtime desc
+    # &$top=1. ``jobs.create_or_update(PipelineJob(component=<ARM id>, ...))``: PUT jobs/{name}
+    # (2024-01-01-preview) with the caller's Azure ML token in ``x-azureml-token`` (pipeline jobs);
+    # ``jobs.get(name)``: GET jobs/{name} (2024-01-01-preview); a pipeline step (child) run answers
+    # without ``properties``, and the SDK then reads it from run history on the workspace's
+    # data plane: GET workspace, GET its discoveryUrl, GET {api}/history/v1.0/.../runs/{name}.
+    # ``batch_endpoints.invoke(e, inputs=..., job_name=...)``: GET batchEndpoints/{e}
+    # (2023-10-01), then POST {scoringUri} (the endpoint's own host, no api-version) with an Azure
+    # ML token and ``{"properties": BatchJob}``; the job it creates is a pipeline job of the
+    # workspace (jobs.get finds it).
+
+    def _start_dataplane(self) -> None:
+        """The workspace's data plane (discovery, run history) and the batch scoring host, on a
+        second HTTPS server presenting the ARM server's certificate (REQUESTS_CA_BUNDLE trusts it)."""
+        server = _Server(self._handle_dataplane, self.arm._arm.tls)
+        server.RequestHandlerClass = _DroppingHandler
+        self.arm._serving.enter_context(serve_in_thread(server, poll_interval=0.05))
+        self.dataplane_url = f"https://127.0.0.1:{server.server_address[1]}"
+
+    def add_component(self, name: str, version: str = "1", *,
+                      inputs: Mapping[str, Mapping[str, Any]] | None = None,
+                      component_type: str = "pipeline", workspace: str | None = None) -> str:
+        """Register a component version (later ones are newer for ``label="latest"``).
+
+        ``inputs``: name -> spec (``{"type": "string", "optional": True, "default": ...}``).
+        Returns the version's ARM id.
+        """
+        component_id = f"{self._ws_id(workspace)}/components/{name}/versions/{version}"
+        spec: dict[str, Any] = {
+            "$schema": f"https://azuremlschemas.azureedge.net/latest/{component_type}Component"
+                       ".schema.json",
+            "name": name, "version": str(version), "type": component_type, "display_name": name,
+            "is_deterministic": True, "inputs": copy.deepcopy(dict(inputs or {})), "outputs": {}}
+        if component_type == "pipeline":
+            spec["jobs"] = {}
+        else:  # a command component needs its command and environment to be read back
+            spec.update(command="python train.py", environment="azureml:sklearn-env:1")
+        body = {"id": component_id, "name": str(version),
+                "type": f"{NAMESPACE}/workspaces/components/versions",
+                "properties": {"componentSpec": spec, "description": "", "tags": {},
+                               "properties": {}, "isAnonymous": False, "isArchived": False,
+                               "provisioningState": "Succeeded"},
+                "systemData": _system_data()}
+        with self.arm.lock:
+            self._components.setdefault(_key(component_id), body)
+        return component_id
+
+    def add_batch_endpoint(self, name: str, *, component_id: str | None = None,
+                           deployment: str = "default", workspace: str | None = None) -> str:
+        """A batch endpoint whose default deployment runs ``component_id`` (a pipeline component
+        deployment; inputs it does not declare are refused). Returns the endpoint's ARM id."""
+        ws_key = _key(self.arm.subscription_id, self.arm.resource_group,
+                      workspace or self.arm.workspace_name)
+        endpoint_id = f"{self._ws_id(workspace)}/batchEndpoints/{name}"
+        ws_name = workspace or self.arm.workspace_name
+        body = {"id": endpoint_id, "name": name, "type": f"{NAMESPACE}/workspaces/batchEndpoints",
+                "location": self._workspaces[ws_key]["location"], "kind": "", "tags": {},
+                "identity": {"type": "SystemAssigned", "principalId": str(uuid.uuid4()),
+                             "tenantId": self.arm.tenant_id},
+                "properties": {"authMode": "AADToken", "defaults": {"deploymentName": deployment},
+                               "scoringUri": f"{self.dataplane_url}/inference/{ws_name}/{name}/jobs",
+                               "swaggerUri": None, "provisioningState": "Succeeded"},
+                "systemData": _system_data(), "_componentId": component_id}
+        with self.arm.lock:
+            self._batch_endpoints[_key(endpoint_id)] = body
+        return endpoint_id
+
+    def add_run(self, name: str, *, status: str = "Failed", tags: Mapping[str, str] | None = None,
+                experiment: str = "model-monitoring", child: bool = True,
+                workspace: str | None = None) -> None:
+        """A run (e.g. a model monitor's failed step): a pipeline step by default, which ``GET
+        jobs/{name}`` answers without properties and run history describes."""
+        ws_id = self._ws_id(workspace)
+        self._check_status(status)
+        run = {"runId": name, "runUuid": str(uuid.uuid4()), "parentRunId": f"{name}-parent",
+               "rootRunId": f"{name}-parent", "experimentId": str(uuid.uuid4()),
+               "status": status, "tags": dict(tags or {}), "properties": {},
+               "runType": "azureml.StepRun" if child else "azureml.PipelineRun",
+               "displayName": name, "name": name, "createdUtc": utc_now(), "hidden": False}
+        with self.arm.lock:
+            self._runs[_key(ws_id, name)] = run
+            job_path = f"{ws_id}/jobs/{name}"
+            if child:
+                self._jobs[_key(job_path)] = {"id": job_path, "name": name,
+                                              "type": f"{NAMESPACE}/workspaces/jobs",
+                                              "properties": None, "systemData": _system_data(),
+                                              "_seeded": True}
+            else:
+                self._jobs[_key(job_path)] = {**self._job_resource(job_path, name, {
+                    "jobType": "Pipeline", "experimentName": experiment, "tags": dict(tags or {}),
+                    "inputs": {}, "outputs": {}, "jobs": {}, "properties": {}}, status=status),
+                    "_seeded": True}
+
+    def set_job_status(self, name: str, status: str, *, workspace: str | None = None) -> None:
+        """Move a job (or run) on: e.g. Running, Completed, Failed, CancelRequested."""
+        self._check_status(status)
+        ws_id = self._ws_id(workspace)
+        with self.arm.lock:
+            job = self._jobs[_key(f"{ws_id}/jobs/{name}")]
+            if job.get("properties") is not None:
+                job["properties"]["status"] = status
+            if _key(ws_id, name) in self._runs:
+                self._runs[_key(ws_id, name)]["status"] = status
+
+    def job(self, name: str, *, workspace: str | None = None) -> JobView:
+        """A job as stored (KeyError if there is none)."""
+        with self.arm.lock:
+            raw = self._jobs[_key(f"{self._ws_id(workspace)}/jobs/{name}")]
+            run = self._runs.get(_key(self._ws_id(workspace), name))
+            return _job_view(copy.deepcopy(raw), run)
+
+    def jobs(self, *, include_runs: bool = False) -> list[JobView]:
+        """Every job submitted (pipeline and batch jobs), in creation order; seeded runs too if
+        ``include_runs``."""
+        with self.arm.lock:
+            views = [_job_view(copy.deepcopy(raw), self._runs.get(_key(raw["id"].rsplit(
+                "/jobs/", 1)[0], raw["name"]))) for raw in self._jobs.values()]
+        return [v for v in views if include_runs or not v.raw.get("_seeded")]
+
+    @property
+    def dataplane_requests(self) -> list[RecordedRequest]:
+        """Every request the data plane (discovery, run history, batch scoring) received."""
+        with self.arm.lock:
+            return list(self._dataplane_requests)
+
+    def drop_next_invoke(self, times: int = 1) -> None:
+        """The next batch invocations take effect, then the connection closes unanswered."""
+        with self.arm.lock:
+            self._drop_invokes += times
+
+    @staticmethod
+    def _check_status(status: str) -> None:
+        if status not in JOB_STATUSES:
+            raise ValueError(f"{status!r} is not a job status ({', '.join(JOB_STATUSES)})")
+
+    def _job_resource(self, path: str, name: str, props: Mapping[str, Any], *,
+                      status: str = "NotStarted") -> dict[str, Any]:
+        properties = {"description": None, "displayName": name, "isArchived": False,
+                      "services": {}, "settings": {}, **copy.deepcopy(dict(props)),
+                      "status": status}
+        return {"id": path, "name": name, "type": f"{NAMESPACE}/workspaces/jobs",
+                "properties": properties, "systemData": _system_data(), "_seeded": False}
+
+    def _token_problem(self, token: str | None, what: str) -> Reply | None:
+        """401 unless ``token`` was issued by the fake's identity endpoint for Azure ML's audience."""
+        if not token or not self.arm.issued(token):
+            return arm_error(401, "InvalidAuthenticationToken", f"{what}: the access token is "
+                                                                "missing or invalid.")
+        audience = _claims(token).get("aud", "")
+        if str(audience).rstrip("/") != AML_AUDIENCE:
+            return arm_error(401, "InvalidAuthenticationTokenAudience",
+                             f"{what}: the access token has audience {audience!r}; Azure ML "
+                             f"needs {AML_AUDIENCE}.")
+        return None
+
+    # ARM routes ---------------------------------------------------------------------------
+
+    def _get_component(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        found = self._components.get(_key(request.path))
+        if found is None:
+            return arm_error(404, "UserError", f"Component {match['name']}:{match['version']} "
+                                               f"not found in workspace {match['ws']}.")
+        return Reply(200, copy.deepcopy(found))
+
+    def _put_job(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        ws = self._workspace(match)
+        if ws is None:
+            return self._no_workspace(match)
+        name = match["job"]
+        if not JOB_NAME_RULE.fullmatch(name):
+            return _user_error(f"The job name {name!r} is invalid: letters, digits, '_' and '-', a "
+                               "letter or digit first, at most 255 characters.", "name")
+        problems = check(rest.JobBase, request.body, operation="create")
+        if problems:
+            return invalid_body(problems, "UserError")
+        props: dict[str, Any] = dict(request.body["properties"])
+        if str(props.get("jobType")).lower() != "pipeline":
+            return _user_error(f"The fake ARM serves pipeline jobs only, got jobType "
+                               f"{props.get('jobType')!r}.", "properties.jobType")
+        refused = self._token_problem(request.headers.get("x-azureml-token"),
+                                      "A pipeline job needs the caller's Azure ML token "
+                                      "(x-azureml-token)")
+        if refused:
+            return refused
+        existing = self._jobs.get(_key(request.path))
+        if existing is not None:
+            if existing.get("properties") is not None and \
+                    _submission(existing["properties"]) == _submission(props):
+                return Reply(200, _public(existing))  # the same submission again: nothing new
+            return _user_error(f"Job {name} already exists in workspace {match['ws']}; only its "
+                               "tags, description and display name can be changed.", "name")
+        problem = self._pipeline_problem(props)
+        if problem:
+            return problem
+        job = self._job_resource(request.path, name, props)
+        self._jobs[_key(request.path)] = job
+        return Reply(201, _public(job))
+
+    def _pipeline_problem(self, props: Mapping[str, Any]) -> Reply | None:
+        """A pipeline job from a registered pipeline component: the component exists, is a
+        pipeline, declares every input given, and gets every input it requires."""
+        component_id = props.get("componentId")
+        if not component_id:
+            return _user_error("The fake ARM serves pipeline jobs from a registered pipeline "
+                               "component (properties.componentId) only.", "properties.componentId")
+        component = self._components.get(_key(str(component_id)))
+        if component is None:
+            return _user_error(f"{component_id} was not found.", "properties.componentId")
+        spec = component["properties"]["componentSpec"]
+        if spec.get("type") != "pipeline":
+            return _user_error(f"Component {spec['name']}:{spec['version']} is a {spec.get('type')} "
+                               "component; a pipeline job needs a pipeline component.",
+                               "properties.componentId")
+        return _inputs_problem(spec, {name: (value or {}).get("value")
+                                      for name, value in (props.get("inputs") or {}).items()},
+                               "properties.inputs")
+
+    def _get_job(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        found = self._jobs.get(_key(request.path))
+        if found is None or self._workspace(match) is None:
+            return arm_error(404, "UserError", f"Job {match['job']} not found in workspace "
+                                               f"{match['ws']}.")
+        return Reply(200, _public(found))
+
+    def _get_batch_endpoint(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        found = self._batch_endpoints.get(_key(request.path))
+        if found is None:
+            return arm_error(404, "UserError", f"Batch endpoint {match['be']} not found.")
+        return Reply(200, _public(found))
+
+    # data plane ---------------------------------------------------------------------------
+
+    def _handle_dataplane(self, method: str, target: str, headers: dict[str, str],
+                          raw: bytes) -> Reply:
+        request = _parse(target, headers, raw, method)
+        with self.arm.lock:
+            self._dataplane_requests.append(request)
+            if method == "GET" and request.path == "/discovery":  # public, as the service's is
+                return Reply(200, dict.fromkeys(
+                    ("api", "catalog", "experimentation", "history", "modelmanagement",
+                     "pipelines", "studiometadata"), self.dataplane_url))
+            history = re.fullmatch(r"/history/v1\.0" + _WS_PLANE + r"/runs/(?P<run>[^/]+)",
+                                   request.path, re.IGNORECASE)
+            if history and method == "GET":
+                return self._get_run(request, history)
+            invoke = re.fullmatch(r"/inference/(?P<ws>[^/]+)/(?P<be>[^/]+)/jobs", request.path,
+                                  re.IGNORECASE)
+            if invoke and method == "POST":
+                reply = self._invoke(request, invoke)
+                if reply.status in (200, 201) and self._drop_invokes > 0:
+                    self._drop_invokes -= 1
+                    return Reply(0)  # took effect; the answer is lost
+                return reply
+        return arm_error(404, "NotFound", f"No data-plane route for {method} {request.path}.")
+
+    def _get_run(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        if not request.bearer_token or not self.arm.issued(request.bearer_token):
+            return arm_error(401, "InvalidAuthenticationToken", "The access token is invalid.")
+        ws_id = self._ws_id(match["ws"], match["rg"])
+        run = self._runs.get(_key(ws_id, match["run"]))
+        if run is None:
+            return arm_error(404, "UserError", f"Run {match['run']} not found.")
+        return Reply(200, copy.deepcopy(run))
+
+    def _invoke(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
+        refused = self._token_problem(request.bearer_token, "Batch endpoint invocation")
+        if refused:
+            return refused
+        endpoint = next((e for e in self._batch_endpoints.values()
+                         if e["id"].lower().endswith(f"/workspaces/{match['ws']}/batchendpoints/"
+                                                     f"{match['be']}".lower())), None)
+        if endpoint is None:
+            return arm_error(404, "UserError", f"Batch endpoint {match['be']} not found.")
+        body = request.body
+        if not isinstance(body, dict) or set(body) != {"properties"} or \
+                not isinstance(body["properties"], dict):
+            return _user_error("The request body must be {\"properties\": BatchJob}.")
+        job: dict[str, Any] = body["properties"]
+        unknown = sorted(set(job) - BATCH_JOB_MEMBERS)
+        if unknown:
+            return arm_error(400, "InvalidRequestContent",
+                             f"Could not find member '{unknown[0]}' on object of type 'BatchJob'.",
+                             f"properties.{unknown[0]}")
+        inputs: dict[str, Any] = {}
+        for name, item in (job.get("inputData") or {}).items():
+            kind = (item or {}).get("jobInputType")
+            if kind not in BATCH_INPUT_TYPES:
+                return _user_error(f"inputData.{name}.jobInputType {kind!r} is not one of "
+                                   f"{sorted(BATCH_INPUT_TYPES)}.", f"properties.inputData.{name}")
+            if kind == "Literal" and "value" not in item:
+                return _user_error(f"inputData.{name}: a Literal input needs a value.",
+                                   f"properties.inputData.{name}")
+            inputs[name] = item.get("value", item.get("uri"))
+        component_id = endpoint.get("_componentId")
+        if component_id:
+            component = self._components[_key(component_id)]
+            problem = _inputs_problem(component["properties"]["componentSpec"], inputs,
+                                      "properties.inputData")
+            if problem:
+                return problem
+        ws_id = endpoint["id"].split("/batchEndpoints/")[0]
+        name = str(job.get("name") or uuid.uuid4())
+        if not JOB_NAME_RULE.fullmatch(name):
+            return _user_error(f"The job name {name!r} is invalid.", "properties.name")
+        path = f"{ws_id}/jobs/{name}"
+        if _key(path) in self._jobs:
+            return _user_error(f"Job name {name} already exists in the workspace.",
+                               "properties.name")
+        experiment = (job.get("properties") or {}).get("experimentName") or endpoint["name"]
+        created = self._job_resource(path, name, {
+            "jobType": "Pipeline", "componentId": component_id, "experimentName": experiment,
+            "inputs": {k: {"jobInputType": "literal", "value": v} for k, v in inputs.items()},
+            "outputs": {}, "jobs": {}, "tags": {},
+            "properties": {"azureml.batchrun": "true",
+                           "azureml.batchEndpointName": endpoint["name"]}})
+        self._jobs[_key(path)] = created
+        return Reply(200, {"id": path, "name": name,
+                           "type": f"{NAMESPACE}/workspaces/batchEndpoints/jobs",
+                           "properties": {**copy.deepcopy(job), "status": "NotStarted",
+                                          "provisioningState": "Succeeded"},
+                           "systemData": _system_data()})
 
     # -- state for assertions ------------------------------------------------------------------
 
@@ -360,6 +758,13 @@ class MlService:
         add("PUT", _DEP, self._put_deployment, "workspaces/onlineEndpoints/deployments")
         add("PATCH", _DEP, self._patch_resource, "workspaces/onlineEndpoints/deployments")
         add("DELETE", _DEP, self._delete_resource, "workspaces/onlineEndpoints/deployments")
+        add("GET", _WS + r"/components/(?P<name>[^/]+)/versions", self._list_versions,
+            "workspaces/components/versions")
+        add("GET", _WS + r"/components/(?P<name>[^/]+)/versions/(?P<version>[^/]+)",
+            self._get_component, "workspaces/components/versions")
+        add("GET", _JOB, self._get_job, "workspaces/jobs")
+        add("PUT", _JOB, self._put_job, "workspaces/jobs")
+        add("GET", _BATCH, self._get_batch_endpoint, "workspaces/batchEndpoints")
         self.arm.add_operation_routes(NAMESPACE, MFE_API_VERSIONS, status_segment="mfeOperationsStatus",
                                       results_segment="mfeOperationResults")
 
@@ -378,7 +783,8 @@ class MlService:
     def _asset_store(self, path: str) -> dict[tuple[str, ...], dict[str, Any]]:
         lowered = path.lower()
         return (self._models if "/models/" in lowered else
-                self._environments if "/environments/" in lowered else self._codes)
+                self._environments if "/environments/" in lowered else
+                self._components if "/components/" in lowered else self._codes)
 
     def _get_workspace(self, request: RecordedRequest, match: re.Match[str]) -> Reply:
         ws = self._workspace(match)
@@ -659,3 +1065,89 @@ def _deployment_view(raw: dict[str, Any]) -> DeploymentView:
     return DeploymentView(raw["name"], endpoint, props.get("endpointComputeType"), props.get("instanceType"),
                           int(capacity) if capacity is not None else None, props.get("model"),
                           props.get("environmentId"), props.get("provisioningState", ""), raw)
+
+
+def _job_view(raw: dict[str, Any], run: Mapping[str, Any] | None) -> JobView:
+    props = raw.get("properties")
+    if props is None:  # a pipeline step: what run history says
+        run = run or {}
+        return JobView(raw["name"], str(run.get("status", "")), None, {}, None,
+                       dict(run.get("tags") or {}), None, True, raw)
+    inputs = {name: (item or {}).get("value") for name, item in (props.get("inputs") or {}).items()}
+    batch = (props.get("properties") or {}).get("azureml.batchEndpointName")
+    return JobView(raw["name"], props.get("status", ""), props.get("componentId"), inputs,
+                   props.get("experimentName"), dict(props.get("tags") or {}), batch, False, raw)
+
+
+def _public(resource: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored resource as the service answers it (the fake's own bookkeeping left out)."""
+    return {k: copy.deepcopy(v) for k, v in resource.items() if not k.startswith("_")}
+
+
+def _submission(props: Mapping[str, Any]) -> dict[str, Any]:
+    """What a job PUT may not change once the job exists (tags, description, name shown may)."""
+    mutable = {"status", "tags", "description", "displayName", "services", "isArchived"}
+    return {k: v for k, v in props.items() if k not in mutable and v not in (None, {}, [])}
+
+
+def _inputs_problem(spec: Mapping[str, Any], given: Mapping[str, Any], target: str) -> Reply | None:
+    """Azure ML refuses an input the component does not declare, and a required one left out."""
+    declared: Mapping[str, Any] = spec.get("inputs") or {}
+    lowered = {name.lower() for name in declared}
+    unknown = sorted(name for name in given if name.lower() not in lowered)
+    if unknown:
+        return _user_error(f"Input(s) {', '.join(unknown)} are not declared by component "
+                           f"{spec.get('name')}:{spec.get('version')} (it declares "
+                           f"{', '.join(declared) or 'none'}).", target)
+    missing = sorted(name for name, item in declared.items()
+                     if not item.get("optional") and item.get("default") is None
+                     and name not in given)
+    if missing:
+        return _user_error(f"Required input(s) {', '.join(missing)} of component "
+                           f"{spec.get('name')}:{spec.get('version')} are not given.", target)
+    for name, value in given.items():
+        kind = str((declared.get(name) or {}).get("type", "string")).lower()
+        if kind in ("number", "integer") and (isinstance(value, bool) or
+                                              not isinstance(value, (int, float))):
+            try:
+                float(str(value))
+            except ValueError:
+                return _user_error(f"Input {name} must be a {kind}, got {value!r}.", target)
+    return None
+
+
+def _claims(token: str) -> dict[str, Any]:
+    """The payload of a JWT the fake issued."""
+    try:
+        payload = token.split(".")[1]
+        claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return claims
+    except (IndexError, ValueError):
+        return {}
+
+
+class _DroppingHandler(_Handler):
+    """The data plane's handler: a Reply with status 0 closes the connection unanswered."""
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        reply = self.server.app(self.command, self.path, headers, raw)  # type: ignore[attr-defined]
+        if reply.status == 0:
+            self.close_connection = True
+            return
+        payload = b"" if reply.body is None else json.dumps(reply.body).encode()
+        try:
+            self.send_response(reply.status)
+            if reply.body is not None:
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(payload)))
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+        except OSError:
+            self.close_connection = True
+
+    do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = _serve

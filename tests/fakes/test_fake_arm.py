@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 import requests
-from azure.ai.ml import MLClient
+from azure.ai.ml import Input, MLClient
 from azure.ai.ml.entities import (
     KubernetesOnlineDeployment,
     KubernetesOnlineEndpoint,
     ManagedOnlineDeployment,
     ManagedOnlineEndpoint,
+    PipelineJob,
 )
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceResponseError
 from azure.core.pipeline.policies import BearerTokenCredentialPolicy, RequestIdPolicy
@@ -27,6 +28,7 @@ from azure.mgmt.datafactory import DataFactoryManagementClient
 from azure.mgmt.datafactory.models import RunFilterParameters
 
 from tests.fakes.arm import FakeArm, fake_arm_fixture
+from tests.fakes.arm_ml import AML_AUDIENCE
 
 FAST = {"retry_total": 2, "retry_backoff_factor": 0.01, "polling_interval": 0.01}
 ENDPOINTS = r"/onlineEndpoints/(?P<ep>[^/]+)$"
@@ -34,6 +36,7 @@ FACTORY, PIPELINE = "adf-amlevents", "retrain"
 DECLARED: dict[str, dict[str, Any]] = {
     "modelName": {"type": "String"}, "threshold": {"type": "Float", "defaultValue": 0.5}}
 ML_API, ADF_API = "2023-04-01-preview", "2018-06-01"
+JOB_API, BATCH_API = "2024-01-01-preview", "2023-10-01"  # what azure-ai-ml 1.35 sends
 
 
 arm = fake_arm_fixture()
@@ -562,3 +565,170 @@ def test_cancel_is_asynchronous(arm: FakeArm) -> None:
     run_id = adf.pipelines.create_run(arm.resource_group, FACTORY, PIPELINE).run_id
     adf.pipeline_runs.cancel(arm.resource_group, FACTORY, run_id)
     assert adf.pipeline_runs.get(arm.resource_group, FACTORY, run_id).status == "Canceling"
+
+
+# -- Azure ML jobs, components, batch endpoints (retraining) ---------------------------------------
+
+COMPONENT_INPUTS: dict[str, dict[str, Any]] = {
+    "monitorName": {"type": "string"}, "threshold": {"type": "number", "default": 0.5},
+    "note": {"type": "string", "optional": True}}
+
+
+def aml_token(arm: FakeArm, resource: str = AML_AUDIENCE) -> str:
+    """A managed-identity token for Azure ML's own audience (what the SDK gets for jobs)."""
+    reply = requests.get(arm.token_url, params={"api-version": "2019-08-01", "resource": resource},
+                         headers={"X-IDENTITY-HEADER": arm.identity_header}, timeout=5)
+    token: str = reply.json()["access_token"]
+    return token
+
+
+def pipeline_job(arm: FakeArm, component_id: str, **inputs: Any) -> dict[str, Any]:
+    """A pipeline job body as azure-ai-ml writes it."""
+    return {"properties": {
+        "jobType": "Pipeline", "componentId": component_id, "experimentName": "retrain",
+        "tags": {}, "properties": {}, "isArchived": False, "jobs": {}, "outputs": {},
+        "settings": {"_source": "REMOTE.WORKSPACE.JOB"},
+        "inputs": {k: {"jobInputType": "literal", "value": v} for k, v in inputs.items()}}}
+
+
+def put_job(arm: FakeArm, name: str, body: Any, *, token: str | None = "aml",
+            api_version: str = JOB_API) -> requests.Response:
+    headers = {"Authorization": f"Bearer {aml_token(arm, arm.url)}"}
+    if token == "aml":
+        headers["x-azureml-token"] = aml_token(arm)
+    elif token is not None:
+        headers["x-azureml-token"] = token
+    return requests.put(f"{arm.url}{ws_path(arm, f'/jobs/{name}')}",
+                        params={"api-version": api_version}, json=body, headers=headers,
+                        verify=arm.ca_path, timeout=10)
+
+
+def test_pipeline_job_from_a_registered_component_through_the_sdk(arm: FakeArm) -> None:
+    # GIVEN two versions of a pipeline component
+    arm.ml.add_component("retrain", "1", inputs=COMPONENT_INPUTS)
+    newest = arm.ml.add_component("retrain", "2", inputs=COMPONENT_INPUTS)
+    ml = ml_client(arm)
+    # WHEN azure-ai-ml resolves the latest and submits a pipeline job named by the caller
+    component = ml.components.get("retrain", label="latest")
+    assert (component.id, component.type) == (newest, "pipeline")
+    assert set(component.inputs) == set(COMPONENT_INPUTS)
+    job = ml.jobs.create_or_update(PipelineJob(component=component.id, inputs={"monitorName": "m"},
+                                               experiment_name="retrain", name="job-1",
+                                               tags={"from": "test"}))
+    # THEN the fake stored it as Azure ML would: NotStarted, the inputs, the tags
+    assert (job.name, job.status) == ("job-1", "NotStarted")
+    [put] = arm.requests_matching("PUT", r"/jobs/job-1$")
+    assert put.api_version == JOB_API and arm.issued(put.headers["x-azureml-token"])
+    view = arm.ml.job("job-1")
+    assert (view.component_id, view.inputs, view.tags) == (newest, {"monitorName": "m"},
+                                                          {"from": "test"})
+    arm.ml.set_job_status("job-1", "Running")
+    assert ml.jobs.get("job-1").status == "Running"
+    with pytest.raises(ResourceNotFoundError):
+        ml.jobs.get("no-such-job")
+    with pytest.raises(ResourceNotFoundError):
+        ml.components.get("retrain", version="9")
+
+
+def test_a_pipeline_step_run_is_read_from_run_history(arm: FakeArm) -> None:
+    # GIVEN a failed pipeline step (MFE answers without properties for those)
+    arm.ml.add_run("step-1", status="Failed", tags={"azureml_modelmonitor_threshold_breached": "x"})
+    raw_get = raw(arm, "GET", ws_path(arm, "/jobs/step-1"), api_version=JOB_API)
+    assert raw_get.status_code == 200 and raw_get.json()["properties"] is None
+    # WHEN azure-ai-ml gets it THEN it follows the workspace's discovery URL to run history
+    job = ml_client(arm).jobs.get("step-1")
+    assert (job.status, job.tags) == ("Failed", {"azureml_modelmonitor_threshold_breached": "x"})
+    paths = [r.path for r in arm.ml.dataplane_requests]
+    assert paths[0] == "/discovery" and paths[-1].endswith("/runs/step-1")
+    assert arm.ml.dataplane_requests[-1].bearer_token
+
+
+def test_job_puts_are_refused_as_azure_ml_refuses_them(arm: FakeArm) -> None:
+    pipeline = arm.ml.add_component("retrain", "1", inputs=COMPONENT_INPUTS)
+    command = arm.ml.add_component("train", "1", inputs=COMPONENT_INPUTS, component_type="command")
+    ok = pipeline_job(arm, pipeline, monitorName="m")
+    assert arm_error_of(put_job(arm, "j1", ok, api_version="2019-01-01"), 400)["code"] == \
+        "NoRegisteredProviderFound"
+    unknown = {"properties": {**ok["properties"], "bogus": 1}}
+    assert arm_error_of(put_job(arm, "j1", unknown), 400)["code"] == "InvalidRequestContent"
+    assert arm_error_of(put_job(arm, "j1", ok, token=None), 401)["code"] == \
+        "InvalidAuthenticationToken"
+    wrong_audience = aml_token(arm, arm.url)
+    assert "audience" in arm_error_of(put_job(arm, "j1", ok, token=wrong_audience), 401)["message"]
+    assert "not declared" in arm_error_of(put_job(
+        arm, "j1", pipeline_job(arm, pipeline, monitorName="m", extra="x")), 400)["message"]
+    assert "Required input(s) monitorName" in arm_error_of(put_job(
+        arm, "j1", pipeline_job(arm, pipeline)), 400)["message"]
+    assert "must be a number" in arm_error_of(put_job(
+        arm, "j1", pipeline_job(arm, pipeline, monitorName="m", threshold="high")), 400)["message"]
+    assert "pipeline component" in arm_error_of(put_job(
+        arm, "j1", pipeline_job(arm, command, monitorName="m")), 400)["message"]
+    assert "not found" in arm_error_of(put_job(
+        arm, "j1", pipeline_job(arm, pipeline.replace("/1", "/7"), monitorName="m")), 400)["message"]
+    assert arm_error_of(put_job(arm, "-bad name", ok), 400)["target"] == "name"
+    assert arm.ml.jobs() == []
+    # the same submission again is answered with the job; another one under its name is refused
+    assert put_job(arm, "j1", ok).status_code == 201
+    assert put_job(arm, "j1", ok).status_code == 200
+    other = pipeline_job(arm, pipeline, monitorName="other")
+    assert "already exists" in arm_error_of(put_job(arm, "j1", other), 400)["message"]
+    assert [j.name for j in arm.ml.jobs()] == ["j1"]
+
+
+def test_batch_endpoint_invocation_through_the_sdk(arm: FakeArm) -> None:
+    component = arm.ml.add_component("retrain", "1", inputs=COMPONENT_INPUTS)
+    arm.ml.add_batch_endpoint("retrain-batch", component_id=component)
+    ml = ml_client(arm)
+    # WHEN azure-ai-ml invokes the endpoint with literal inputs and a job name
+    job = ml.batch_endpoints.invoke("retrain-batch", job_name="batch-1", experiment_name="exp",
+                                    inputs={"monitorName": Input(type="string", default="m")})
+    # THEN the scoring URI got an Azure ML token, and the job is one of the workspace's
+    assert (job.name, job.status) == ("batch-1", "NotStarted")
+    [get] = arm.requests_matching("GET", r"/batchEndpoints/retrain-batch$")
+    assert get.api_version == BATCH_API
+    [post] = [r for r in arm.ml.dataplane_requests if r.method == "POST"]
+    assert arm.issued(post.bearer_token or "") and "api-version" not in post.query
+    view = arm.ml.job("batch-1")
+    assert (view.batch_endpoint, view.inputs, view.experiment) == (
+        "retrain-batch", {"monitorName": "m"}, "exp")
+    assert ml.jobs.get("batch-1").status == "NotStarted"
+    # the job name is now taken: a second invocation with it is refused
+    with pytest.raises(HttpResponseError, match="already exists"):
+        ml.batch_endpoints.invoke("retrain-batch", job_name="batch-1",
+                                  inputs={"monitorName": Input(type="string", default="m")})
+    with pytest.raises(HttpResponseError, match="not declared"):
+        ml.batch_endpoints.invoke("retrain-batch", job_name="batch-2",
+                                  inputs={"nope": Input(type="string", default="m")})
+    with pytest.raises(ResourceNotFoundError):
+        ml.batch_endpoints.invoke("no-such-endpoint")
+
+
+def test_batch_scoring_is_as_strict_as_the_service(arm: FakeArm) -> None:
+    arm.ml.add_batch_endpoint("retrain-batch")
+    uri = ml_client(arm).batch_endpoints.get("retrain-batch").scoring_uri
+
+    def post(body: Any, token: str) -> requests.Response:
+        return requests.post(uri, json=body, headers={"Authorization": f"Bearer {token}"},
+                             verify=arm.ca_path, timeout=10)
+
+    good = {"properties": {"name": "b1", "inputData": {"x": {"jobInputType": "Literal",
+                                                             "value": "1"}}}}
+    assert arm_error_of(post(good, aml_token(arm, arm.url)), 401)["code"] == \
+        "InvalidAuthenticationTokenAudience"
+    assert arm_error_of(post(good, "not-issued"), 401)["code"] == "InvalidAuthenticationToken"
+    assert arm_error_of(post({"properties": {"bogus": 1}}, aml_token(arm)), 400)["code"] == \
+        "InvalidRequestContent"
+    no_value = {"properties": {"inputData": {"x": {"jobInputType": "Literal"}}}}
+    assert "needs a value" in arm_error_of(post(no_value, aml_token(arm)), 400)["message"]
+    assert post(good, aml_token(arm)).status_code == 200
+
+
+def test_a_dropped_invocation_took_effect(arm: FakeArm) -> None:
+    # GIVEN the scoring host drops its answer once WHEN azure-ai-ml invokes THEN the SDK posts
+    # again by itself, and the second POST finds the job name taken
+    arm.ml.add_batch_endpoint("retrain-batch")
+    arm.ml.drop_next_invoke()
+    with pytest.raises(HttpResponseError, match="already exists"):
+        ml_client(arm).batch_endpoints.invoke("retrain-batch", job_name="batch-1")
+    assert [j.name for j in arm.ml.jobs()] == ["batch-1"]
+    assert len([r for r in arm.ml.dataplane_requests if r.method == "POST"]) == 2

@@ -265,7 +265,14 @@ def _row(env: dict[str, str], raw: dict[str, Any]) -> LedgerEntry:
 def _ledger_text(env: dict[str, str]) -> str:
     with sqlite3.connect(env["AMLEVENTS_LEDGER_PATH"]) as db:
         return json.dumps([db.execute(f"SELECT * FROM {table}").fetchall()
-                           for table in ("events", "state")])
+                           for table in ("events", "state")], default=_stored_event_text)
+
+
+def _stored_event_text(value: Any) -> str:
+    """The event stored with a row (bytes, maybe compressed) as the text it holds."""
+    from handlers.ledger.stored_event import decode_event
+
+    return json.dumps(decode_event(bytes(value)).event) if value else ""
 
 
 def test_kill_9_after_the_webhook_took_the_message_then_redelivery(

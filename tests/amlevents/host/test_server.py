@@ -195,3 +195,24 @@ json_values = st.recursive(
 def test_fuzzed_bodies_never_crash_the_host(host: LocalServer, body: bytes) -> None:
     status, _, _ = notify(host, "on_ml_event", body)
     assert status in (202, 400)
+
+
+@pytest.mark.parametrize("key", [" ", "\t\n", "two words", "ctl\x07", "\u00a0"])
+def test_blank_or_spaced_function_keys_are_refused(key: str) -> None:
+    from amlevents.host.server import check_host_key
+
+    with pytest.raises(ValueError, match="AMLEVENTS_HOST_KEY"):
+        check_host_key(key)
+    with pytest.raises(ValueError, match="AMLEVENTS_HOST_KEY"):
+        FunctionsHost(load_functions(function_app.app), key=key)
+
+
+@pytest.mark.parametrize(("origin", "ok"), [
+    ("eventgrid.azure.net", True), ("localhost", True), ("a-b.example.", True),
+    ("10.0.0.1", True), ("", False), ("a" * 254, False), ("-a.example", False),
+    ("a_b.example", False), ("a..example", False), ("eventgrid.azure.net\r\nX: y", False),
+    ("https://eventgrid.azure.net", False), ("host:443", False)])
+def test_only_host_names_are_echoed_as_the_allowed_origin(origin: str, ok: bool) -> None:
+    from amlevents.host.server import origin_problem
+
+    assert (origin_problem(origin) == "") is ok

@@ -4,6 +4,7 @@ through the real Dispatcher with AMLEVENTS_DRY_RUN_RETRAIN=false and managed ide
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -337,3 +338,38 @@ def test_placeholder_plan_is_never_sent(arm: FakeArm, base_env: dict[str, str],
 ])
 def test_retry_after_forms(headers: dict[str, str], expected: float | None) -> None:
     assert retry_after_s(headers) == expected
+
+
+def test_the_cooldown_ends_exactly_when_it_has_lasted(arm: FakeArm, live: Callable[..., Dispatcher],
+                                                      sample: Sample) -> None:
+    # GIVEN a run started at t, that succeeded, and a cooldown of 3600 s
+    now = [time.time()]
+    dispatcher = live(clock=lambda: now[0], **{COOLDOWN_S: "3600"})
+    started = run_id_of(deliver(dispatcher, drift(sample, "first")))
+    arm.adf.set_run_status(started, "Succeeded")
+    # THEN at t + 3599 s another drift is skipped, and at t + 3600 s it starts a run
+    now[0] += 3599
+    assert deliver(dispatcher, drift(sample, "just-before")).outcome is Outcome.SKIPPED
+    now[0] += 1
+    assert deliver(dispatcher, drift(sample, "exactly")).outcome is Outcome.DONE
+    assert len(arm.adf.runs()) == 2
+
+
+def test_retry_after_as_a_future_http_date_is_the_seconds_until_then() -> None:
+    import email.utils
+
+    later = email.utils.formatdate(time.time() + 120, usegmt=True)
+    assert 115 <= (retry_after_s({"Retry-After": later}) or 0) <= 120
+    assert retry_after_s({"Retry-After": "not a date"}) is None
+
+
+def test_throttled_with_retry_after_as_an_http_date(arm: FakeArm, live: Callable[..., Dispatcher],
+                                                    sample: Sample) -> None:
+    import email.utils
+
+    arm.fail_next("POST", CREATE, 429, headers={
+        "Retry-After": email.utils.formatdate(time.time() + 30, usegmt=True)})
+    throttled = deliver(live(), drift(sample))
+    assert throttled.outcome is Outcome.RETRY and "429" in throttled.detail
+    assert re.search(r"Retry-After (2[5-9]|30)\b", throttled.detail), throttled.detail
+    assert arm.adf.runs() == []

@@ -55,3 +55,19 @@ def test_a_sound_dry_run_plans(make_dispatcher: Callable[..., Dispatcher],
     raw["data"]["runStatus"] = "Failed"
     result = make_dispatcher().dispatch(raw, function=ON_RUN_STATUS)
     assert result.outcome is Outcome.PLANNED
+
+
+def test_the_rehearsed_cooldown_ends_exactly_when_it_has_lasted(
+        sample: Sample, make_dispatcher: Callable[..., Dispatcher]) -> None:
+    from handlers.retrain.handler import handle
+    from tests.handlers.retrain.test_handler import drift, rehearsal
+
+    # GIVEN a planned (dry-run) retraining at t and a cooldown of 3600 s
+    now = [1_000_000.0]
+    ctx = rehearsal(make_dispatcher, now).context()
+    assert handle(drift(sample, "d-1"), ctx).outcome is Outcome.PLANNED
+    # THEN at t + 3599 s it cools down, and at t + 3600 s another run is planned (as live)
+    now[0] += 3599
+    assert handle(drift(sample, "d-2"), ctx).outcome is Outcome.SKIPPED
+    now[0] += 1
+    assert handle(drift(sample, "d-3"), ctx).outcome is Outcome.PLANNED

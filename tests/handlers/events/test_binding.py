@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # typing-only shapes (see shapes.py)
     from handlers.events.shapes import CloudEventObject, EventGridEventObject
 
 SAMPLES = ("model_registered", "model_deployed", "run_completed", "run_status_changed",
-           "dataset_drift_detected")
+           "dataset_drift_detected", "model_monitor_breach", "model_monitor_recovered")
 Sample = Callable[[str], dict[str, Any]]
 
 

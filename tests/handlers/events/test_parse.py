@@ -14,7 +14,7 @@ from handlers.errors import InvalidEvent
 from handlers.events import parse as ev
 
 SAMPLES = ("model_registered", "model_deployed", "run_completed", "run_status_changed",
-           "dataset_drift_detected")
+           "dataset_drift_detected", "model_monitor_breach", "model_monitor_recovered")
 REQUIRED_DATA = {
     "model_registered": ("ModelName", "ModelVersion"),
     "model_deployed": ("ServiceName",),

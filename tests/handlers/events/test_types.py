@@ -19,10 +19,12 @@ COMMON = ["envelope", "experiment_id", "experiment_name", "run_id", "run_type", 
 def test_run_events_share_their_fields() -> None:
     assert [f.name for f in dataclasses.fields(RunEvent)] == COMMON
     assert [f.name for f in dataclasses.fields(ev.RunCompleted)] == COMMON
-    assert [f.name for f in dataclasses.fields(ev.RunStatusChanged)] == [*COMMON, "run_status"]
+    assert [f.name for f in dataclasses.fields(ev.RunStatusChanged)] == [
+        *COMMON, "run_status", "monitor_breach"]
     # declared once: each subclass declares only what is its own
     assert inspect.get_annotations(ev.RunCompleted) == {}
-    assert inspect.get_annotations(ev.RunStatusChanged) == {"run_status": "str"}
+    assert inspect.get_annotations(ev.RunStatusChanged) == {
+        "run_status": "str", "monitor_breach": "MonitorBreach | None"}
     assert not issubclass(ev.RunStatusChanged, ev.RunCompleted)  # siblings, never confused
 
 

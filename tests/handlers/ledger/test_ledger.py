@@ -282,3 +282,65 @@ def test_the_account_key_never_reaches_logs_or_the_ledger(
         f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records])
     assert ACCOUNT_KEY not in text and ACCOUNT_KEY[:20] not in text
     assert table_env["AMLEVENTS_LEDGER_TABLE_CONNECTION"] not in text
+
+
+def test_failed_is_final_like_every_verdict(ledger_store: LedgerStore) -> None:
+    # GIVEN an event whose action failed for good (a 400 from Azure, a bug)
+    ledger = Ledger(ledger_store, claim_timeout_s=60, clock=Clock())
+    claim = ledger.claim(facts())
+    ledger.finish(claim.entry, Outcome.FAILED, "failed", "HTTP 400")
+    # WHEN Event Grid delivers it again (even long after) THEN it is not acted on again
+    for _ in range(2):
+        again = ledger.claim(facts())
+        assert again.status == "done" and again.entry.outcome is Outcome.FAILED
+    # AND a later verdict does not overwrite it
+    verdict, first = ledger.record(facts(), Outcome.INVALID, "rejected", "later")
+    assert not first and verdict.outcome is Outcome.FAILED
+    stored = ledger.get(facts().key)
+    assert stored is not None and (stored.outcome, stored.attempts) == (Outcome.FAILED, 4)
+
+
+class RacingStore:
+    """A real store with another writer that always changes a row (or state item) between our
+    read and our conditional write: every write of ours loses the race."""
+
+    def __init__(self, store: LedgerStore) -> None:
+        self.store = store
+        self.lost = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def replace(self, entry: LedgerEntry, *, etag: str) -> LedgerEntry | None:
+        current = self.store.get(entry.key)
+        if current is not None:  # the other writer gets there first
+            self.store.replace(current.evolve(detail=f"other writer {self.lost}"),
+                               etag=current.etag)
+        self.lost += 1
+        return self.store.replace(entry, etag=etag)
+
+    def put_state(self, key: str, value: Mapping[str, Any], *,
+                  etag: str | None) -> Any:
+        current = self.store.get_state(key)
+        self.store.put_state(key, {"other": self.lost}, etag=current.etag if current else None)
+        self.lost += 1
+        return self.store.put_state(key, value, etag=etag)
+
+
+def test_the_ledger_gives_up_after_repeated_conflicts(ledger_store: LedgerStore) -> None:
+    clock = Clock()
+    racing = RacingStore(ledger_store)
+    ledger = Ledger(racing, claim_timeout_s=60, clock=clock)  # type: ignore[arg-type]
+    # GIVEN an event to retry (a row that a delivery may take over)
+    first = ledger.claim(facts())
+    Ledger(ledger_store, claim_timeout_s=60, clock=clock).finish(
+        first.entry, Outcome.RETRY, "will retry", "503")
+    # WHEN every take-over loses to another writer THEN the claim gives up as busy (Event Grid
+    # redelivers), after a bounded number of tries
+    claim = ledger.claim(facts())
+    assert claim.status == "busy" and racing.lost == 5
+    # AND a state update that always loses gives up with a retryable error naming the item
+    racing.lost = 0
+    with pytest.raises(RetryableError, match="changed under us 3 times"):
+        ledger.update_state("cooldown/monitor", lambda current: {"n": 1}, attempts=3)
+    assert racing.lost == 3

@@ -1,4 +1,5 @@
-"""Drift → retraining decisions: threshold, routing, parameters, placeholder under dry-run."""
+"""Drift → retraining decisions: threshold, routing, parameters, placeholder under dry-run, for
+v1 DatasetDriftDetected and v2 model-monitor breaches alike."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from handlers.retrain.settings import (
     DEFAULT_TARGET,
     MONITOR_THRESHOLDS,
     PARAMETER_NAMES,
+    PLACEHOLDER_COMPONENT,
     PLACEHOLDER_TARGET,
     ROUTES,
     RetrainSettings,
@@ -141,3 +143,137 @@ def test_bad_retrain_settings_keep_the_event_for_retry_naming_the_setting(
         sample("dataset_drift_detected"), function="on_drift_detected")
     # A bad setting is the operator's to fix: the event is retried, not lost.
     assert result.outcome is Outcome.RETRY and ROUTES in result.detail
+
+
+# -- v2 model-monitor breaches (RunStatusChanged carrying the breach tag) ------------------------
+
+SIGNAL, MONITOR = "credit_card_fraud_monitor_data_drift", "credit_card_fraud_monitor"
+WS = (f"/subscriptions/{SUB}/resourceGroups/rg-ml/providers/Microsoft.MachineLearningServices"
+      "/workspaces/ws-ml")
+COMPONENT = WS + "/components/retrain_fraud/versions/4"
+TAG = "azureml_modelmonitor_threshold_breached"
+
+
+def breach_event(sample: Sample, *, status: str = "Failed", message: str | None = None,
+                 event_id: str | None = None) -> ev.RunStatusChanged:
+    raw = sample("model_monitor_breach")
+    raw["data"]["runStatus"] = status
+    if message is not None:
+        raw["data"]["runTags"] = {TAG: message}
+    if event_id is not None:
+        raw["id"] = event_id
+    event = ev.parse_event(raw)
+    assert isinstance(event, ev.RunStatusChanged)
+    return event
+
+
+def only_js(value: float) -> str:
+    """A breach message with one violation (Jensen-Shannon distance over 0.1)."""
+    return (f"The signal '{SIGNAL}' has failed due to one or more features violating metric "
+            f"thresholds.\nThe feature names and their corresponding computed metric values "
+            f"violating the threshold are \n['{{\"group\":\"Amount\",\"metric_value\":{value},"
+            f"\"metric_name\":\"jensen_shannon_distance\",\"threshold_value\":0.1}}']\n")
+
+
+def test_a_breach_plans_one_job_with_what_breached(sample: Sample) -> None:
+    event = breach_event(sample)
+    plan = decide(event, settings(**{ROUTES: json.dumps({MONITOR: COMPONENT})}))
+    assert isinstance(plan, RetrainPlan) and plan.breach is not None
+    assert (plan.breach.signal, plan.breach.monitor) == (SIGNAL, MONITOR)
+    assert plan.breach.features == ("TransactionAmount", "MerchantCategory")
+    assert plan.target.as_dict() == {"kind": "aml_pipeline_component", "id": COMPONENT}
+    assert plan.job_name == f"amlevents-{request_id_for(event)}"
+    assert plan.experiment == f"amlevents-retrain-{MONITOR}"
+    assert plan.parameters == {
+        "monitorName": MONITOR, "signalName": SIGNAL, "driftRunId": event.run_id,
+        "features": "TransactionAmount,MerchantCategory",
+        "violations": json.dumps([
+            {"feature": "TransactionAmount", "metric": "jensen_shannon_distance", "value": 0.41,
+             "threshold": 0.1},
+            {"feature": "MerchantCategory", "metric": "pearsons_chi_squared_test", "value": 0.012,
+             "threshold": 0.05}], separators=(",", ":")),
+        "windowEnd": event.envelope.event_time, "amleventsRequestId": request_id_for(event)}
+    assert plan.tags["amlevents.eventId"] == event.envelope.id
+    assert plan.tags["amlevents.signal"] == SIGNAL
+    assert plan.coefficient is None and plan.threshold is None
+    detail = plan.as_dict()
+    assert detail["breach"]["features"] == ["TransactionAmount", "MerchantCategory"]
+    assert "TransactionAmount: jensen_shannon_distance 0.41 > 0.1" in detail["breach"]["violations"]
+    assert plan.summary().startswith(f"retrain on breach of signal {SIGNAL} (features "
+                                     "TransactionAmount, MerchantCategory): submit Azure ML")
+
+
+def test_the_drift_threshold_does_not_apply_to_breaches_but_an_own_one_does(
+        sample: Sample) -> None:
+    # The monitor applied its own thresholds; AMLEVENTS_DRIFT_THRESHOLD is v1's coefficient.
+    routed = {ROUTES: json.dumps({MONITOR: COMPONENT})}
+    assert isinstance(decide(breach_event(sample), settings(
+        **routed, AMLEVENTS_DRIFT_THRESHOLD="1")), RetrainPlan)
+    # a threshold set for the signal or its monitor raises the bar
+    strict = settings(**routed, **{MONITOR_THRESHOLDS: json.dumps({MONITOR: 0.5})})
+    skipped = decide(breach_event(sample, message=only_js(0.41)), strict)
+    assert isinstance(skipped, ActionResult) and skipped.outcome is Outcome.SKIPPED
+    assert "0.5000" in skipped.detail and MONITOR_THRESHOLDS in skipped.detail
+    plan = decide(breach_event(sample, message=only_js(0.62)), strict)
+    assert isinstance(plan, RetrainPlan) and plan.threshold == 0.5
+
+
+def test_the_transition_back_is_recorded_not_acted_on(sample: Sample) -> None:
+    result = decide(breach_event(sample, status="Completed"),
+                    settings(**{ROUTES: json.dumps({MONITOR: COMPONENT})}))
+    assert isinstance(result, ActionResult) and result.outcome is Outcome.SKIPPED
+    assert result.action == "monitor recovered" and "Completed" in result.detail
+
+
+def test_a_breach_message_naming_no_signal_is_skipped(sample: Sample) -> None:
+    result = decide(breach_event(sample, message="something new happened"),
+                    settings(**{DEFAULT_TARGET: COMPONENT}))
+    assert isinstance(result, ActionResult) and result.outcome is Outcome.SKIPPED
+    assert "names no signal" in result.detail
+
+
+def test_an_unrouted_breach_is_skipped_and_dry_run_plans_a_placeholder_component(
+        sample: Sample) -> None:
+    unrouted = decide(breach_event(sample), settings(**{ROUTES: json.dumps({"other": COMPONENT})}))
+    assert isinstance(unrouted, ActionResult) and SIGNAL in unrouted.detail
+    assert ROUTES in unrouted.detail and DEFAULT_TARGET in unrouted.detail
+    muted = decide(breach_event(sample), settings(**{ROUTES: json.dumps({SIGNAL: None}),
+                                                     DEFAULT_TARGET: COMPONENT}), dry_run=True)
+    assert isinstance(muted, ActionResult) and "is null" in muted.detail
+    plan = decide(breach_event(sample), settings(), dry_run=True)
+    assert isinstance(plan, RetrainPlan) and plan.placeholder
+    assert plan.target == PLACEHOLDER_COMPONENT and DEFAULT_TARGET in plan.summary()
+
+
+def test_breach_parameters_follow_the_renaming_and_dropping_rules(sample: Sample) -> None:
+    plan = decide(breach_event(sample), settings(**{
+        DEFAULT_TARGET: COMPONENT,
+        PARAMETER_NAMES: json.dumps({"signalName": "signal", "violations": None})}))
+    assert isinstance(plan, RetrainPlan)
+    assert plan.parameters["signal"] == SIGNAL
+    assert "violations" not in plan.parameters and "signalName" not in plan.parameters
+
+
+def test_demo_defaults_plan_the_breach_sample_and_record_its_recovery(
+        make_dispatcher: Callable[..., Dispatcher], sample: Sample) -> None:
+    # GIVEN only the embedded defaults WHEN the breach sample arrives on on_run_status
+    dispatcher = make_dispatcher()
+    result = dispatcher.dispatch(sample("model_monitor_breach"), function="on_run_status")
+    # THEN people are told what breached, and a retraining run is planned with the details
+    assert result.outcome is Outcome.PLANNED and "Model monitor breach" in result.action
+    [retrain] = result.also
+    assert retrain.outcome is Outcome.PLANNED and SIGNAL in retrain.action
+    detail = json.loads(retrain.detail)
+    assert detail["breach"]["signal"] == SIGNAL and detail["placeholder"] is True
+    assert detail["breach"]["features"] == ["TransactionAmount", "MerchantCategory"]
+    # AND the recovery is recorded, nothing planned
+    recovered = dispatcher.dispatch(sample("model_monitor_recovered"), function="on_run_status")
+    assert recovered.outcome is Outcome.SKIPPED and recovered.also == ()
+
+
+def test_the_default_threshold_retrains_at_0_4_and_skips_at_0_29(sample: Sample) -> None:
+    routed = settings(**{DEFAULT_TARGET: json.dumps(TARGET)})  # no AMLEVENTS_DRIFT_THRESHOLD
+    plan = decide(drift_event(sample, DriftCoefficient=0.4), routed)
+    assert isinstance(plan, RetrainPlan) and plan.threshold == 0.3
+    below = decide(drift_event(sample, DriftCoefficient=0.29), routed)
+    assert isinstance(below, ActionResult) and below.outcome is Outcome.SKIPPED

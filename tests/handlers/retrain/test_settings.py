@@ -8,8 +8,11 @@ import pytest
 
 from handlers.errors import SettingError
 from handlers.retrain.settings import (
+    AML_BATCH_ENDPOINT,
+    AML_COMPONENT,
     ARM_ENDPOINT,
     COOLDOWN_S,
+    DATA_FACTORY,
     DEFAULT_ARM_ENDPOINT,
     DEFAULT_PARAMETER_NAMES,
     DEFAULT_TARGET,
@@ -18,8 +21,11 @@ from handlers.retrain.settings import (
     READ_RETRIES,
     ROUTES,
     TIMEOUT_S,
+    BatchEndpointTarget,
+    ComponentTarget,
     DataFactoryTarget,
     RetrainSettings,
+    target_from_dict,
 )
 
 SUB = "11111111-2222-3333-4444-555555555555"
@@ -28,6 +34,8 @@ TARGET = {"subscription": SUB, "resourceGroup": "rg-ml", "factory": "adf-ml",
 PIPELINE_ID = (f"/subscriptions/{SUB}/resourceGroups/rg-ml/providers/Microsoft.DataFactory"
                "/factories/adf-ml/pipelines/retrain-model")
 MONITOR_ID = "01d29aa4-e6a4-470a-9ef3-66660d21f8ef"
+ML_WS = (f"/subscriptions/{SUB}/resourceGroups/rg-ml/providers/Microsoft.MachineLearningServices"
+         "/workspaces/ws-ml")
 
 
 def test_no_settings_means_no_targets_and_documented_defaults() -> None:
@@ -106,6 +114,13 @@ def test_parameter_names_can_be_renamed_and_dropped() -> None:
     ({ARM_ENDPOINT: "http://insecure.example"}, ARM_ENDPOINT, "https://"),
     ({TIMEOUT_S: "0"}, TIMEOUT_S, "between"),
     ({READ_RETRIES: "many"}, READ_RETRIES, "whole number"),
+    ({ROUTES: json.dumps({"m": ML_WS.replace(SUB, "prod") + "/components/c"})}, ROUTES, "GUID"),
+    ({ROUTES: json.dumps({"m": ML_WS.replace("/ws-ml", "/w") + "/components/c"})}, ROUTES,
+     "workspace 'w'"),
+    ({ROUTES: json.dumps({"m": ML_WS + "/components/-c/versions/1"})}, ROUTES, "component '-c'"),
+    ({ROUTES: json.dumps({"m": ML_WS + "/components/c/versions/a b"})}, ROUTES, "version 'a b'"),
+    ({ROUTES: json.dumps({"m": ML_WS + "/batchEndpoints/1be"})}, ROUTES, "batch endpoint '1be'"),
+    ({DEFAULT_TARGET: ML_WS + "/onlineEndpoints/e"}, DEFAULT_TARGET, "batch endpoint"),
 ])
 def test_bad_settings_are_named(env: dict[str, str], setting: str, fragment: str) -> None:
     with pytest.raises(SettingError) as caught:
@@ -114,8 +129,58 @@ def test_bad_settings_are_named(env: dict[str, str], setting: str, fragment: str
     assert fragment in str(caught.value)
 
 
+def test_the_target_kind_follows_from_the_resource_type() -> None:
+    # GIVEN one route of each kind: a Data Factory pipeline, an Azure ML pipeline component (a
+    # version, or the latest) and an Azure ML batch endpoint
+    settings = RetrainSettings.from_mapping({ROUTES: json.dumps({
+        "adf": PIPELINE_ID, "pinned": ML_WS + "/components/retrain_model/versions/3",
+        "latest": ML_WS + "/components/retrain_model", "batch": ML_WS + "/batchEndpoints/retrain-be"})})
+    assert settings.target_for("adf", "") == DataFactoryTarget(SUB, "rg-ml", "adf-ml",
+                                                               "retrain-model")
+    assert settings.target_for("pinned", "") == ComponentTarget(SUB, "rg-ml", "ws-ml",
+                                                                "retrain_model", "3")
+    latest = settings.target_for("latest", "")
+    assert latest == ComponentTarget(SUB, "rg-ml", "ws-ml", "retrain_model", None)
+    batch = settings.target_for("batch", "")
+    assert batch == BatchEndpointTarget(SUB, "rg-ml", "ws-ml", "retrain-be")
+    assert [t.kind for t in (settings.target_for("adf", ""), latest, batch)] == [
+        DATA_FACTORY, AML_COMPONENT, AML_BATCH_ENDPOINT]
+    # AND each round-trips through the ledger state's shape
+    for target in (settings.target_for("adf", ""), latest, batch):
+        assert target is not None and target_from_dict(target.as_dict()) == target
+    assert isinstance(latest, ComponentTarget) and latest.resource_id == \
+        ML_WS + "/components/retrain_model"
+
+
+def test_breaches_route_per_signal_then_per_monitor() -> None:
+    monitor, signal = "fraud_monitor", "fraud_monitor_data_drift"
+    settings = RetrainSettings.from_mapping({
+        ROUTES: json.dumps({"FRAUD_MONITOR_DATA_DRIFT": PIPELINE_ID, "fraud": None,
+                            monitor: ML_WS + "/batchEndpoints/retrain-be"}),
+        DEFAULT_TARGET: ML_WS + "/components/retrain_model",
+        MONITOR_THRESHOLDS: json.dumps({monitor: 0.5})})
+    # the signal's own route (any case) first
+    assert settings.breach_target(signal, "")[0] == "FRAUD_MONITOR_DATA_DRIFT"
+    # then the monitor, named by the event or as the longest prefix of the signal before `_`
+    assert settings.breach_target("fraud_monitor_data_quality", monitor)[0] == monitor
+    assert settings.breach_target("fraud_monitor_data_quality", "")[0] == monitor
+    assert settings.breach_target("fraud_other", "")[0] == "fraud"  # routed to null: no retraining
+    assert settings.breach_target("fraud_other", "")[1] is None
+    # else the default
+    assert settings.breach_target("churn_data_drift", "churn") == (
+        None, ComponentTarget(SUB, "rg-ml", "ws-ml", "retrain_model"))
+    assert settings.breach_threshold("fraud_monitor_prediction_drift", "") == (monitor, 0.5)
+    assert settings.breach_threshold("churn_data_drift", "churn") is None
+
+
 def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(SettingError) as caught:
         RetrainSettings.from_mapping({ROUTES: "{", COOLDOWN_S: "soon", ARM_ENDPOINT: "ftp://x"})
     named = {name for name, _ in caught.value.problems}
     assert named == {ROUTES, COOLDOWN_S, ARM_ENDPOINT}
+
+
+def test_the_default_drift_threshold_is_0_3() -> None:
+    from handlers.retrain.settings import RetrainSettings
+
+    assert RetrainSettings.from_mapping({}).drift_threshold == 0.3

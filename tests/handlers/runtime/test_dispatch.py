@@ -220,3 +220,52 @@ def test_an_unreachable_ledger_means_retry(make_dispatcher: MakeDispatcher, samp
     result = deliver(dispatcher, sample("run_status_changed"))
     assert result.outcome is Outcome.RETRY and result.should_retry
     assert "Eby8vdM02xNOcqFlq" not in result.detail
+
+
+def test_a_busy_claim_makes_event_grid_retry(monkeypatch: pytest.MonkeyPatch,
+                                             base_env: dict[str, str], sample: Sample) -> None:
+    from handlers.ledger.ledger import EventFacts, event_key
+    from handlers.runtime.dispatch import default_dispatcher
+
+    # GIVEN another delivery of the event holds a live claim (its worker is still acting on it)
+    for name, value in base_env.items():
+        monkeypatch.setenv(name, value)
+    raw = sample("run_status_changed")
+    key = event_key(raw["topic"], raw["eventType"], raw["id"])
+    ledger = default_dispatcher().context().ledger
+    claim = ledger.claim(EventFacts(key=key, event_id=raw["id"], event_type=raw["eventType"],
+                                    subject=raw["subject"], topic=raw["topic"],
+                                    function="on_run_status"))
+    assert claim.status == "claimed"
+    # WHEN Event Grid delivers it again THEN the trigger fails, so Event Grid redelivers later
+    # (answering 2xx would drop the event if the other worker then dies)
+    with pytest.raises(RetryLater, match="in_progress"):
+        handle_trigger(raw, "on_run_status")
+    # AND once the holder finished, a redelivery is a duplicate that succeeds
+    ledger.finish(claim.entry, Outcome.PLANNED, "planned", "")
+    assert handle_trigger(raw, "on_run_status").duplicate
+
+
+def test_a_handler_raising_an_unexpected_exception_is_failed_once_not_retried(
+        make_dispatcher: MakeDispatcher, sample: Sample, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from handlers.runtime import routing
+
+    # GIVEN the notify concern's handler raising something nobody classified
+    calls = []
+
+    def broken(event: Any, ctx: Any) -> Any:
+        calls.append(event)
+        raise KeyError("a bug in a handler")
+
+    home = routing.HOME_CONCERN["Microsoft.MachineLearningServices.RunStatusChanged"]
+    monkeypatch.setitem(routing.CONCERN_HANDLERS, home, broken)
+    dispatcher = make_dispatcher()
+    # WHEN the event is delivered, then delivered again
+    first = deliver(dispatcher, sample("run_status_changed"))
+    again = deliver(dispatcher, sample("run_status_changed"))
+    # THEN it is `failed` with the exception named, final: not retried, the handler run once
+    assert first.outcome is Outcome.FAILED and not first.should_retry
+    assert "KeyError" in first.detail and "a bug in a handler" in first.detail
+    assert again.duplicate and again.outcome is Outcome.FAILED and len(calls) == 1
+    assert any("failed unexpectedly" in r.getMessage() for r in caplog.records)

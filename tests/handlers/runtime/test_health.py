@@ -78,3 +78,36 @@ def test_an_unwritable_default_ledger_fails_loudly_naming_the_setting(
     env.setenv("AMLEVENTS_LEDGER_PATH", str(blocked / "ledger.sqlite3"))
     status, body = call_health()
     assert status == 503 and "AMLEVENTS_LEDGER_PATH" in body["error"]
+
+
+@pytest.mark.parametrize("case", ["read-only", "corrupt", "a folder"])
+def test_an_unusable_ledger_file_is_503_naming_path_and_setting(
+        env: pytest.MonkeyPatch, tmp_path: Any, case: str) -> None:
+    import os
+    import subprocess
+
+    from handlers.ledger.sqlite import SqliteLedgerStore
+
+    # GIVEN the ledger file read-only (a real ledger, so it opens and reads), corrupt, or a folder
+    path = tmp_path / "ledger.sqlite3"
+    undo: list[str] = []
+    if case == "read-only":
+        SqliteLedgerStore(str(path)).close()
+        path.chmod(0o444)
+        if os.geteuid() == 0:  # root writes through file modes: make it immutable instead
+            if subprocess.run(["chattr", "+i", str(path)], check=False).returncode != 0:
+                pytest.skip("cannot make a file read-only for root here")
+            undo = ["chattr", "-i", str(path)]
+    elif case == "corrupt":
+        path.write_bytes(b"not a database " * 300)
+    else:
+        path.mkdir()
+    env.setenv("AMLEVENTS_LEDGER_PATH", str(path))
+    try:
+        status, body = call_health()
+    finally:
+        if undo:
+            subprocess.run(undo, check=False)
+    # THEN health is 503 (every event would fail), naming the file and the setting
+    assert status == 503 and body["status"] == "unhealthy"
+    assert "AMLEVENTS_LEDGER_PATH" in body["error"] and str(path) in body["error"]

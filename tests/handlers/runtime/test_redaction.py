@@ -132,3 +132,23 @@ def test_redaction_stays_linear_on_long_hostile_text() -> None:
     for text in hostile:
         redact(text, ())
     assert time.perf_counter() - started < 2.0
+
+
+def test_service_base_urls_are_not_secrets() -> None:
+    from handlers.runtime.redaction import is_secret_setting
+
+    assert not is_secret_setting("AMLEVENTS_GITHUB_API_URL")
+    assert not is_secret_setting("AMLEVENTS_AZURE_DEVOPS_URL")
+    assert is_secret_setting("AMLEVENTS_NOTIFY_TEAMS_URL")
+
+
+@pytest.mark.parametrize(("name", "secret"), [
+    ("AMLEVENTS_DEADLETTER_SAS", True), ("STORAGE_SAS", True), ("AMLEVENTS_SIGNATURE", True),
+    ("AMLEVENTS_NOTIFY_TEAMS_URL", True), ("AzureWebJobsStorage", True),
+    ("AMLEVENTS_DRY_RUN", False), ("AMLEVENTS_ALLOWED_TOPICS", False),
+    ("AMLEVENTS_DRIFT_THRESHOLD", False)])
+def test_secret_settings_are_recognized_by_name(name: str, secret: bool) -> None:
+    # A SAS token is a credential even when the name says nothing else (no KEY, no TOKEN)
+    assert is_secret_setting(name) is secret
+    env = {name: "https://account.blob.core.windows.net/c?sv=2022-11-02&sp=rw&sig=c2VjcmV0"}
+    assert (secret_values(env) != ()) is secret

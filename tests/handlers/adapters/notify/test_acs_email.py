@@ -224,3 +224,14 @@ def test_a_digest_sent_again_is_recognized_as_a_repeat(tmp_path: Path) -> None:
             _channel(fake).send(digest)
         assert "Succeeded" in _channel(fake).send(digest)
     assert len(fake.sent) == 1 and fake.repeats_answered == 1
+
+
+def test_a_429_is_throttling_and_retryable(tmp_path: Path,
+                                           sample: Callable[[str], dict[str, Any]]) -> None:
+    # GIVEN ACS throttling every attempt (429 Too Many Requests)
+    with start_fake_acs(tmp_path) as fake:
+        fake.fail_next_send = [429, 429, 429, 429]
+        # THEN the send is retryable (Event Grid redelivers later), never a permanent failure
+        with pytest.raises(RetryableError, match="acs: HTTP 429"):
+            _channel(fake).send(_message(sample))
+    assert fake.sent == []

@@ -79,3 +79,41 @@ def test_no_server_is_retryable(sample: Callable[[str], dict[str, Any]]) -> None
         port = sink.port
     with pytest.raises(RetryableError, match="smtp: ConnectionRefusedError"):
         _channel(port).send(_message(sample))
+
+
+class _Refusing:
+    """An SMTP server's handler answering DATA (or RCPT) with a given reply."""
+
+    def __init__(self, data: str = "250 OK", rcpt: str = "250 OK") -> None:
+        self.data, self.rcpt = data, rcpt
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          options: list[str]) -> str:
+        if self.rcpt.startswith("250"):
+            envelope.rcpt_tos.append(address)
+        return self.rcpt
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        return self.data
+
+
+@pytest.mark.parametrize(("data", "rcpt", "error", "match"), [
+    ("554 5.7.1 Message rejected as spam", "250 OK", PermanentError, "smtp: 554 5.7.1"),
+    ("552 5.3.4 Message too big", "250 OK", PermanentError, "smtp: 552"),
+    ("451 4.3.0 Try again later", "250 OK", RetryableError, "smtp: 451"),
+    ("250 OK", "550 5.1.1 No such user", PermanentError, "every recipient refused"),
+])
+def test_smtp_replies_5xx_are_permanent_and_4xx_retryable(
+        sample: Callable[[str], dict[str, Any]], data: str, rcpt: str,
+        error: type[Exception], match: str) -> None:
+    from aiosmtpd.controller import Controller
+
+    from tests.fakes.azurite import free_port
+
+    controller = Controller(_Refusing(data, rcpt), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        with pytest.raises(error, match=match):
+            _channel(controller.port).send(_message(sample))
+    finally:
+        controller.stop()

@@ -1,0 +1,1 @@
+"""cicd: start GitHub Actions workflows and Azure Pipelines runs from Azure ML events."""

@@ -1,0 +1,124 @@
+"""The stored form of a received event: masked, compressed when large, bounded, versioned."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import zlib
+
+import pytest
+
+from handlers.ledger.stored_event import (
+    CHUNK_BYTES,
+    COMPRESS_OVER_BYTES,
+    MAX_STORED_BYTES,
+    StoredEventError,
+    chunks,
+    decode_event,
+    encode_event,
+)
+from handlers.runtime.redaction import redact, secret_values
+
+EVENT = {"id": "e-1", "topic": "/t", "subject": "models/m:1", "eventType": "X.ModelRegistered",
+         "eventTime": "2024-01-01T00:00:00Z", "data": {"ModelName": "m", "ModelVersion": 1,
+                                                      "ModelTags": {"deploy": "true"}}}
+
+
+def test_a_small_event_is_kept_as_json_and_read_back_unchanged() -> None:
+    stored = encode_event(EVENT, schema="EventGridSchema")
+    assert stored[:1] == b"j" and len(stored) <= COMPRESS_OVER_BYTES + 1
+    back = decode_event(stored)
+    assert (back.event, back.schema, back.masked, back.compressed) == (
+        EVENT, "EventGridSchema", 0, False)
+    assert back.replayable and back.stored_bytes == len(stored)
+
+
+def test_a_large_event_is_compressed() -> None:
+    big = {**EVENT, "data": {**EVENT["data"], "ModelProperties": {
+        f"p{i}": "the same words again and again" for i in range(200)}}}
+    stored = encode_event(big, schema="CloudEventSchemaV1_0")
+    assert stored[:1] == b"z"
+    assert len(stored) < len(json.dumps(big)) / 5
+    back = decode_event(stored)
+    assert back.event == big and back.compressed
+
+
+def test_secrets_in_the_event_are_masked_before_it_is_stored() -> None:
+    # GIVEN an event carrying a secret setting's value and a SAS URL in its tags
+    secrets = secret_values({"AMLEVENTS_NOTIFY_WEBHOOK_URL": "https://hooks.example/abcdefgh"})
+    event = {**EVENT, "data": {"ModelTags": {
+        "hook": "https://hooks.example/abcdefgh",
+        "model_uri": "https://acct.blob.core.windows.net/c/m.pkl?sv=2024&sig=SECRETSIG123"}}}
+    # WHEN it is stored with the dispatcher's masking
+    back = decode_event(encode_event(event, schema="EventGridSchema",
+                                     clean=lambda text: redact(text, secrets)))
+    # THEN neither secret is in the stored bytes, and the count says two strings were masked
+    tags = back.event["data"]["ModelTags"]
+    assert tags["hook"] == "***"
+    assert "SECRETSIG123" not in json.dumps(back.event) and "sig=***" in tags["model_uri"]
+    assert back.masked == 2
+
+
+def test_an_event_too_large_even_compressed_is_truncated_with_a_marker() -> None:
+    # GIVEN an event whose data does not compress (random text) beyond the bound
+    noise = base64.b64encode(os.urandom(MAX_STORED_BYTES)).decode()
+    event = {**EVENT, "data": {"blob": noise}}
+    # WHEN it is stored
+    stored = encode_event(event, schema="EventGridSchema")
+    # THEN what is kept is small: the envelope, no data, and the marker with the size and hash
+    assert len(stored) < 2000
+    back = decode_event(stored)
+    assert not back.replayable
+    assert back.event == {k: v for k, v in EVENT.items() if k != "data"}
+    assert back.truncated["bytes"] > MAX_STORED_BYTES and len(back.truncated["sha256"]) == 64
+
+
+def test_an_event_just_under_the_bound_is_split_into_table_sized_chunks() -> None:
+    noise = base64.b64encode(os.urandom(int(MAX_STORED_BYTES * 0.7))).decode()
+    stored = encode_event({**EVENT, "data": {"blob": noise}}, schema="EventGridSchema")
+    assert CHUNK_BYTES < len(stored) <= MAX_STORED_BYTES
+    pieces = chunks(stored)
+    assert len(pieces) >= 2 and all(len(p) <= CHUNK_BYTES for p in pieces)
+    assert b"".join(pieces) == stored
+    assert decode_event(stored).event["data"]["blob"] == noise
+
+
+def test_an_event_nested_deeper_than_json_can_write_is_kept_as_its_envelope() -> None:
+    deep: dict[str, object] = {}
+    node = deep
+    for _ in range(5000):
+        node["x"] = {}
+        node = node["x"]  # type: ignore[assignment]
+    back = decode_event(encode_event({**EVENT, "data": deep}, schema="EventGridSchema"))
+    assert not back.replayable and back.truncated == {"reason": "nested too deeply to store"}
+    assert back.event["id"] == "e-1"
+
+
+def test_lone_surrogates_do_not_stop_an_event_being_stored() -> None:
+    back = decode_event(encode_event({**EVENT, "subject": "bad\ud800x"}, schema="s"))
+    assert back.event["subject"].startswith("bad") and back.event["subject"].endswith("x")
+
+
+def test_unreadable_or_newer_stored_bytes_say_so() -> None:
+    with pytest.raises(StoredEventError, match="no event"):
+        decode_event(b"")
+    with pytest.raises(StoredEventError, match="encoding"):
+        decode_event(b"q{}")
+    with pytest.raises(StoredEventError, match="cannot be read"):
+        decode_event(b"z" + b"not zlib")
+    newer = b"z" + zlib.compress(json.dumps({"v": 99, "event": {}}).encode())
+    with pytest.raises(StoredEventError, match="upgrade amlevents"):
+        decode_event(newer)
+
+
+def test_the_text_form_keeps_plain_events_readable_and_round_trips() -> None:
+    from handlers.ledger.stored_event import as_text, from_text
+
+    small = encode_event(EVENT, schema="EventGridSchema")
+    assert as_text(small).startswith('j{"v":1') and from_text(as_text(small)) == small
+    big = encode_event({**EVENT, "data": {"x": "y" * 10_000}}, schema="EventGridSchema")
+    assert as_text(big)[0] == "z" and from_text(as_text(big)) == big
+    assert as_text(b"") == "" and from_text("") == b""
+    with pytest.raises(StoredEventError):
+        decode_event(from_text("z%%%not base64"))

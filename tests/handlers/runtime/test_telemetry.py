@@ -1,0 +1,354 @@
+"""Telemetry: spans and metrics asserted with the OpenTelemetry SDK's in-memory exporters, logs that
+carry the event id, listeners, and the Azure Monitor distro configured lazily (in a subprocess,
+exporting to a local stand-in for the Application Insights ingestion endpoint)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from handlers.runtime import telemetry
+from handlers.runtime.dispatch import Dispatcher
+from handlers.runtime.telemetry import LOG_EVENT_ID, EventSeen
+
+ROOT = Path(__file__).resolve().parents[3]
+Sample = Callable[[str], dict[str, Any]]
+RUN = "Microsoft.MachineLearningServices.RunStatusChanged"
+MODEL = "Microsoft.MachineLearningServices.ModelRegistered"
+_SPANS = InMemorySpanExporter()
+_METRICS = InMemoryMetricReader(preferred_temporality={
+    Counter: AggregationTemporality.DELTA, Histogram: AggregationTemporality.DELTA})
+_installed = False
+
+
+@pytest.fixture
+def otel() -> Iterator[tuple[InMemorySpanExporter, InMemoryMetricReader]]:
+    """Global in-memory providers (installed once per process), telemetry on for this test."""
+    global _installed
+    if not _installed:
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(_SPANS))
+        trace.set_tracer_provider(provider)
+        metrics.set_meter_provider(MeterProvider(metric_readers=[_METRICS]))
+        _installed = True
+    _METRICS.get_metrics_data()  # deltas from here on
+    _SPANS.clear()
+    telemetry.enable()
+    yield _SPANS, _METRICS
+    telemetry.disable()
+
+
+def points(reader: InMemoryMetricReader, name: str) -> list[tuple[dict[str, Any], Any]]:
+    """(attributes, value) of every point of one metric since the last collection."""
+    data = reader.get_metrics_data()
+    found = []
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == name:
+                    for point in metric.data.data_points:
+                        value = getattr(point, "value", None)
+                        found.append((dict(point.attributes or {}),
+                                      value if value is not None else point.count))
+    return found
+
+
+def all_points(reader: InMemoryMetricReader) -> dict[str, list[tuple[dict[str, Any], Any]]]:
+    """Every metric's points since the last collection, by name."""
+    data = reader.get_metrics_data()
+    found: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                for point in metric.data.data_points:
+                    value = getattr(point, "value", None)
+                    found.setdefault(metric.name, []).append(
+                        (dict(point.attributes or {}),
+                         value if value is not None else (point.count, point.sum)))
+    return found
+
+
+def event_spans(exporter: InMemorySpanExporter) -> list[ReadableSpan]:
+    return [s for s in exporter.get_finished_spans() if s.name.startswith("amlevents on_")]
+
+
+def test_one_span_per_event_with_the_event_and_its_outcome(
+        otel: tuple[InMemorySpanExporter, InMemoryMetricReader], make_dispatcher: Any,
+        sample: Sample) -> None:
+    spans, _ = otel
+    dispatcher: Dispatcher = make_dispatcher()
+    event = sample("run_status_changed")
+    # WHEN an event is delivered twice
+    dispatcher.dispatch(event, function="on_run_status")
+    dispatcher.dispatch(event, function="on_run_status")
+    # THEN two consumer spans, each with the event's id, type, subject, function and outcome
+    first, second = event_spans(spans)
+    assert first.name == "amlevents on_run_status" and first.kind is SpanKind.CONSUMER
+    attributes = dict(first.attributes or {})
+    assert attributes["cloudevents.event_id"] == event["id"]
+    assert attributes["cloudevents.event_type"] == RUN
+    assert attributes["cloudevents.event_subject"] == event["subject"]
+    assert attributes["cloudevents.event_source"] == event["topic"]
+    assert attributes["amlevents.function"] == "on_run_status"
+    assert (attributes["amlevents.outcome"], attributes["amlevents.duplicate"]) == (
+        "planned", False)
+    assert dict(second.attributes or {})["amlevents.duplicate"] is True
+    # AND the handler ran in a child span of the first only (the duplicate did nothing)
+    actions = [s for s in spans.get_finished_spans() if s.name.startswith("amlevents.action")]
+    assert [a.name for a in actions] == ["amlevents.action RunStatusChanged"]
+    assert actions[0].parent is not None and actions[0].parent.span_id == first.context.span_id
+    assert first.status.status_code is not StatusCode.ERROR
+
+
+def test_retry_and_failed_outcomes_are_errors_and_counted_as_retries(
+        otel: tuple[InMemorySpanExporter, InMemoryMetricReader], make_dispatcher: Any,
+        sample: Sample) -> None:
+    spans, reader = otel
+    # GIVEN a setting out of range: every event is kept as `retry`
+    dispatcher: Dispatcher = make_dispatcher(AMLEVENTS_CLAIM_TIMEOUT_S="0")
+    result = dispatcher.dispatch(sample("dataset_drift_detected"), function="on_drift_detected")
+    assert result.should_retry
+    (span,) = event_spans(spans)
+    assert span.status.status_code is StatusCode.ERROR
+    assert dict(span.attributes or {})["amlevents.outcome"] == "retry"
+    retries = points(reader, "amlevents.retries")
+    assert retries == [({"cloudevents.event_type": "Microsoft.MachineLearningServices."
+                         "DatasetDriftDetected", "amlevents.outcome": "retry",
+                         "amlevents.function": "on_drift_detected"}, 1)]
+
+
+def test_metrics_count_events_by_type_and_outcome_duplicates_and_time_the_actions(
+        otel: tuple[InMemorySpanExporter, InMemoryMetricReader], make_dispatcher: Any,
+        sample: Sample) -> None:
+    _, reader = otel
+    dispatcher: Dispatcher = make_dispatcher()
+    registered = sample("model_registered")
+    deploy = json.loads((ROOT / "samples/events/amlevents_model_registered_deploy.json")
+                        .read_text())[0]
+    foreign = sample("run_status_changed") | {"topic": "/subscriptions/other", "id": "x"}
+    for event, function in ((registered, "on_model_registered"),
+                            (deploy, "on_model_registered"), (deploy, "on_model_registered"),
+                            (foreign, "on_run_status"), ({"no": "event"}, "on_ml_event")):
+        dispatcher.dispatch(event, function=function)
+    found = all_points(reader)
+    events = {(a["cloudevents.event_type"], a["amlevents.outcome"]): v
+              for a, v in found["amlevents.events"]}
+    assert events == {(MODEL, "skipped"): 1, (MODEL, "planned"): 2, (RUN, "refused"): 1,
+                      ("other", "invalid"): 1}
+    assert found["amlevents.duplicates"] == [
+        ({"cloudevents.event_type": MODEL, "amlevents.function": "on_model_registered"}, 1)]
+    durations = {a["amlevents.outcome"]: v for a, v in found["amlevents.action.duration"]}
+    assert set(durations) == {"skipped", "planned"}  # refused and invalid never reach a handler
+    assert all(count == 1 and total >= 0 for count, total in durations.values())
+    assert "amlevents.retries" not in found
+
+
+def test_azure_sdk_calls_are_child_spans_of_the_event(
+        otel: tuple[InMemorySpanExporter, InMemoryMetricReader], base_env: dict[str, str],
+        table_env: dict[str, str], sample: Sample) -> None:
+    spans, _ = otel
+    # GIVEN the Table ledger (the azure-data-tables SDK, on Azurite)
+    dispatcher = Dispatcher({**base_env, **table_env})
+    dispatcher.context()  # the table is created outside the event's span
+    spans.clear()
+    # WHEN an event is dispatched
+    dispatcher.dispatch(sample("run_status_changed"), function="on_run_status")
+    # THEN the SDK's calls (claim, finish) are spans inside the event's trace, under its span
+    (event,) = event_spans(spans)
+    sdk = [s for s in spans.get_finished_spans()
+           if s.context.trace_id == event.context.trace_id and s is not event
+           and not s.name.startswith("amlevents")]
+    names = {s.name for s in sdk}
+    assert any("TableClient" in name for name in names), names
+    by_id = {s.context.span_id: s for s in spans.get_finished_spans()}
+    for span in sdk:  # every SDK span descends from the event's span
+        parent = span.parent
+        while parent is not None and parent.span_id != event.context.span_id:
+            parent = by_id[parent.span_id].parent
+        assert parent is not None, span.name
+    dispatcher.ledger.close()
+
+
+def test_log_records_carry_the_event_id_while_it_is_handled(
+        otel: tuple[InMemorySpanExporter, InMemoryMetricReader], make_dispatcher: Any,
+        sample: Sample, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="amlevents")
+    event = sample("run_status_changed")
+    make_dispatcher().dispatch(event, function="on_run_status")
+    logging.getLogger("amlevents").info("after the event")
+    during = [r for r in caplog.records if r.getMessage().startswith("event ")]
+    assert during and all(getattr(r, LOG_EVENT_ID) == event["id"] for r in during)
+    (after,) = [r for r in caplog.records if r.getMessage() == "after the event"]
+    assert not hasattr(after, LOG_EVENT_ID)
+
+
+def test_storm_digests_are_counted(otel: tuple[InMemorySpanExporter,
+                                               InMemoryMetricReader]) -> None:
+    _, reader = otel
+    telemetry.record_digest("teams", 12)
+    assert points(reader, "amlevents.notify.digests") == [
+        ({"amlevents.channel": "teams", "amlevents.notifications": 12}, 1)]
+
+
+def test_listeners_see_every_delivery_without_opentelemetry(make_dispatcher: Any,
+                                                            sample: Sample) -> None:
+    # GIVEN telemetry off, one listener that records and one that fails
+    assert not telemetry.enabled()
+    seen: list[EventSeen] = []
+
+    def broken(_: EventSeen) -> None:
+        raise RuntimeError("a listener bug")
+
+    telemetry.add_listener(seen.append)
+    telemetry.add_listener(broken)
+    try:
+        dispatcher: Dispatcher = make_dispatcher()
+        event = sample("model_registered")
+        dispatcher.dispatch(event, function="on_model_registered")
+        dispatcher.dispatch(event, function="on_model_registered")
+        dispatcher.dispatch("not json", function="on_ml_event")
+    finally:
+        telemetry.remove_listener(seen.append)
+        telemetry.remove_listener(broken)
+    # THEN each delivery was seen once, with what a line per event needs; the failing listener
+    # failed no delivery
+    assert [(s.event_id, s.outcome.value, s.duplicate) for s in seen] == [
+        (event["id"], "skipped", False), (event["id"], "skipped", True), ("", "invalid", False)]
+    assert seen[0].subject == event["subject"] and seen[0].function == "on_model_registered"
+    assert seen[0].event_type == MODEL and seen[0].duration_s >= 0
+
+
+# --- the real distro, lazily (subprocesses) ---------------------------------------------------
+
+class _Ingestion(BaseHTTPRequestHandler):
+    """Application Insights' ingestion endpoint (`/v2.1/track`), recording what it receives."""
+
+    received: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        items = json.loads(body)
+        with self.lock:
+            self.received.extend(items if isinstance(items, list) else [items])
+        reply = json.dumps({"itemsReceived": len(items), "itemsAccepted": len(items),
+                            "errors": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+SCRIPT = r"""
+import json, sys
+import function_app
+before = sorted(m for m in sys.modules if m.startswith(("opentelemetry", "azure.monitor")))
+from handlers.runtime.dispatch import default_dispatcher
+event = json.load(open("samples/events/run_status_changed.json"))[0]
+result = default_dispatcher().dispatch(event, function="on_run_status")
+after = any(m.startswith("opentelemetry") for m in sys.modules)
+if after:
+    from opentelemetry import metrics, trace
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+        getattr(provider, "force_flush", lambda: None)()
+print(json.dumps({"before": before, "after": after, "outcome": result.outcome.value}))
+"""
+
+
+def test_a_broken_connection_string_leaves_telemetry_off_and_events_handled(
+        tmp_path: Path) -> None:
+    secret = "garbage-with-a-Secret0123456789"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMLEVENTS_",
+                                                                     "APPLICATIONINSIGHTS"))}
+    done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, check=False, env={
+                              **env, "APPLICATIONINSIGHTS_CONNECTION_STRING": secret,
+                              "AMLEVENTS_ALLOWED_TOPICS": json.loads(
+                                  (ROOT / "samples/events/run_status_changed.json")
+                                  .read_text())[0]["topic"],
+                              "AMLEVENTS_LEDGER_PATH": str(tmp_path / "ledger.sqlite3"),
+                              "AMLEVENTS_NOTIFY_OUTBOX_DIR": str(tmp_path / "outbox")})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["outcome"] == "planned"
+    assert "telemetry off: APPLICATIONINSIGHTS_CONNECTION_STRING is set" in done.stderr
+    assert secret not in done.stdout + done.stderr
+
+
+def run_app(env: dict[str, str], tmp_path: Path) -> dict[str, Any]:
+    """Import function_app and dispatch one event in a fresh interpreter."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AMLEVENTS_",
+                                                                      "APPLICATIONINSIGHTS"))}
+    done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, check=False, env={
+                              **base, **env,
+                              "AMLEVENTS_ALLOWED_TOPICS": json.loads(
+                                  (ROOT / "samples/events/run_status_changed.json")
+                                  .read_text())[0]["topic"],
+                              "AMLEVENTS_LEDGER_PATH": str(tmp_path / "ledger.sqlite3"),
+                              "AMLEVENTS_NOTIFY_OUTBOX_DIR": str(tmp_path / "outbox")})
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_without_a_connection_string_opentelemetry_is_never_imported(tmp_path: Path) -> None:
+    result = run_app({}, tmp_path)
+    assert result == {"before": [], "after": False, "outcome": "planned"}
+
+
+def test_with_a_connection_string_the_distro_exports_on_first_event_not_at_import(
+        tmp_path: Path) -> None:
+    # GIVEN a stand-in for the ingestion endpoint, named by the connection string
+    _Ingestion.received.clear()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Ingestion)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    connection = ("InstrumentationKey=00000000-0000-0000-0000-000000000000;"
+                  f"IngestionEndpoint=http://127.0.0.1:{server.server_address[1]}/")
+    try:
+        # WHEN the app is imported, then handles one event (offline: no statsbeat, no IMDS; every
+        # trace kept: the distro's default rate-limited sampler may drop a process's first)
+        result = run_app({"APPLICATIONINSIGHTS_CONNECTION_STRING": connection,
+                          "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+                          "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS": "otel",
+                          "OTEL_TRACES_SAMPLER": "always_on"}, tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+    # THEN nothing of OpenTelemetry was imported with the app (cold start), it was at the event
+    assert result == {"before": [], "after": True, "outcome": "planned"}
+    # AND Application Insights received the event's request, its action, and the metrics
+    names = {(item["name"].rsplit(".", 1)[-1], item["data"]["baseData"].get("name"))
+             for item in _Ingestion.received}
+    assert ("Request", "amlevents on_run_status") in names
+    assert ("RemoteDependency", "amlevents.action RunStatusChanged") in names
+    metric_names = {m["name"] for item in _Ingestion.received
+                    if item["name"].endswith(".Metric") for m in item["data"]["baseData"]["metrics"]}
+    assert {"amlevents.events", "amlevents.action.duration"} <= metric_names
+    (request,) = [i for i in _Ingestion.received if i["name"].endswith(".Request")]
+    properties = request["data"]["baseData"]["properties"]
+    assert properties["amlevents.outcome"] == "planned"
+    assert properties["cloudevents.event_type"] == RUN
