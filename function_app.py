@@ -65,6 +65,15 @@ def notify_digests(timer: func.TimerRequest) -> None:
     flush_digests(default_dispatcher().context())
 
 
+@app.function_name("ledger_prune")
+@app.timer_trigger(schedule="0 17 3 * * *", arg_name="timer", run_on_startup=False)
+def ledger_prune(timer: func.TimerRequest) -> None:
+    """Daily: delete ledger rows older than AMLEVENTS_LEDGER_RETENTION_DAYS (never a live claim)."""
+    from handlers.runtime.maintenance import prune_ledger
+
+    prune_ledger()
+
+
 @app.function_name("health")
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def health(req: func.HttpRequest) -> func.HttpResponse:

@@ -59,13 +59,13 @@ def _builders() -> tuple[Callable[[Mapping[str, str]], Any], ...]:
     # Imported here: validate_all runs for health and on a concern's first use, not at import.
     from handlers.adapters.azure_ml import AzureMlSettings
     from handlers.deploy.policy import DeployPolicy
-    from handlers.ledger.settings import LedgerSettings
+    from handlers.ledger.settings import LedgerSettings, retention_days
     from handlers.notify.settings import ChannelSettings, NotifySettings
     from handlers.publish.settings import OutcomeTopicSettings
     from handlers.retrain.settings import RetrainSettings
 
-    return (CoreSettings.from_mapping, LedgerSettings.from_mapping, DeployPolicy.from_mapping,
-            AzureMlSettings.from_mapping, RetrainSettings.from_mapping,
+    return (CoreSettings.from_mapping, LedgerSettings.from_mapping, retention_days,
+            DeployPolicy.from_mapping, AzureMlSettings.from_mapping, RetrainSettings.from_mapping,
             NotifySettings.from_mapping, ChannelSettings.from_mapping,
             OutcomeTopicSettings.from_mapping)
 

@@ -34,10 +34,11 @@ def test_unsupported_schedules_are_named(expression: str, named: str) -> None:
         Schedule.parse(expression)
 
 
-def test_the_apps_timer_is_loaded_with_its_schedule() -> None:
-    [timer] = load_functions(function_app.app).timers
-    assert timer.name == "notify_digests" and timer.schedule.expression == "0 * * * * *"
-    assert not timer.run_on_startup
+def test_the_apps_timers_are_loaded_with_their_schedules() -> None:
+    timers = {t.name: t for t in load_functions(function_app.app).timers}
+    assert {name: t.schedule.expression for name, t in timers.items()} == {
+        "notify_digests": "0 * * * * *", "ledger_prune": "0 17 3 * * *"}
+    assert not any(t.run_on_startup for t in timers.values())
 
 
 def test_runner_fires_on_schedule_and_survives_a_failing_run() -> None:

@@ -25,6 +25,7 @@ from handlers.notify.message import Digest, Message, digest_message, notice_mess
 from handlers.notify.plan import NotificationPlan
 from handlers.notify.settings import ChannelSettings
 from handlers.outcome import ActionResult, Outcome, plan_detail
+from handlers.runtime import telemetry
 from handlers.runtime.redaction import redact, secret_values
 
 log = logging.getLogger("amlevents.notify")
@@ -168,6 +169,7 @@ class Notifier:
                 notes.append(f"digest of {digest.total} refused: {text}")
             else:
                 notes.append(f"digest of {digest.total} sent first")
+                telemetry.record_digest(name, digest.total)
             self.ledger.update_state(key, _completing(digest))
         return f" ({'; '.join(notes)})" if notes else ""
 

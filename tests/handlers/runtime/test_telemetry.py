@@ -352,3 +352,25 @@ def test_with_a_connection_string_the_distro_exports_on_first_event_not_at_impor
     properties = request["data"]["baseData"]["properties"]
     assert properties["amlevents.outcome"] == "planned"
     assert properties["cloudevents.event_type"] == RUN
+
+
+def test_a_storm_digest_sent_by_the_notifier_is_counted(
+        otel: tuple[InMemorySpanExporter, InMemoryMetricReader], make_dispatcher: Any,
+        sample: Sample, tmp_path: Path) -> None:
+    _, reader = otel
+    now = [1_700_000_000.0]
+    env = {**make_dispatcher().env, "AMLEVENTS_DRY_RUN_NOTIFY": "false",
+           "AMLEVENTS_NOTIFY_STORM_MAX": "3", "AMLEVENTS_NOTIFY_STORM_WINDOW_S": "60",
+           "AMLEVENTS_NOTIFY_OUTBOX_DIR": str(tmp_path / "outbox")}
+    dispatcher = Dispatcher(env, clock=lambda: now[0])
+    for n in range(5):  # 3 sent, 2 held for the digest
+        event = sample("run_status_changed")
+        event["id"] = f"evt-{n}"
+        event["data"].update(runId=f"run-{n}", runStatus="Failed")
+        dispatcher.dispatch(event, function="on_run_status")
+    now[0] += 60
+    from handlers.notify.handler import flush_digests
+
+    assert flush_digests(dispatcher.context()) == ["outbox: (digest of 2 sent first)"]
+    assert points(reader, "amlevents.notify.digests") == [
+        ({"amlevents.channel": "outbox", "amlevents.notifications": 2}, 1)]
