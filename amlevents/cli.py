@@ -343,7 +343,7 @@ def print_entries(entries: Sequence[LedgerEntry], *, as_json: bool, out: Any = N
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths)) + "  " + row[4],
               file=out)
-    print(f"{len(entries)} event(s)", file=out)
+    print(f"{len(entries)} row(s)", file=out)
 
 
 def print_ledger(env: dict[str, str], *, as_json: bool, out: Any = None,

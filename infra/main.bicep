@@ -2,7 +2,7 @@
 //
 // Deploy into the resource group that holds the Azure ML workspace (and, for retraining, the
 // Data Factory): `az deployment group create -g <rg> -f infra/main.bicep -p @infra/main.parameters.json`.
-// README.md ("Deploying to Azure") has the full sequence.
+// docs/deploying.md has the full sequence.
 //
 // What it creates:
 //   - a storage account: the app's AzureWebJobsStorage (identity-based, shared keys off), the
@@ -23,6 +23,10 @@
 //   - with createOutcomeTopic=true, amlevents' outcome topic (a CloudEvents custom topic, local
 //     auth off), EventGrid Data Sender on it for the app's identity, its endpoint in
 //     AMLEVENTS_OUTCOME_TOPIC_ENDPOINT, and the file's subscriptions whose `topic` is `outcomes`.
+//   - with alertEmail set, an action group that emails it, a log alert on `failed` and `retry`
+//     outcomes (Application Insights customMetrics `amlevents.events`, dimension
+//     `amlevents.outcome`: handlers/runtime/telemetry.py) and a metric alert on the system topic's
+//     dead-lettered events (`DeadLetteredCount`); none of the three when it is empty.
 //
 // Placeholders: a destination's endpointUrl or resourceId may be `{name}` in the file; its value
 // comes from the secure subscriptionValues parameter (per-environment ids, webhook URLs with keys).
@@ -37,8 +41,8 @@
 // the two topics that this deployment did not create (outputs *SubscriptionNames).
 //
 // NOT COMPILED HERE: the Bicep CLI downloads a native binary, which the build machines cannot do.
-// The syntax and API versions were checked by hand against the Microsoft.Web, Microsoft.EventGrid
-// and Microsoft.Storage template references; run `az bicep build -f infra/main.bicep` (or
+// The syntax and API versions were checked by hand against the Microsoft.Web, Microsoft.EventGrid,
+// Microsoft.Storage and Microsoft.Insights template references; run `az bicep build -f infra/main.bicep` (or
 // `az deployment group what-if`) before the first deployment. tests/infra/test_infra.py checks
 // what can be checked without it.
 
@@ -149,6 +153,9 @@ param notifyModelDeployed string = 'false'
 @description('Any other app settings (deployment guardrails, retraining routes, notification channels), by their README names. Secure: values never appear in the deployment history. Prefer Key Vault references for secrets.')
 @secure()
 param extraAppSettings object = {}
+
+@description('Email address for alerts: failed or retried events (Application Insights) and dead-lettered events (the system topic). Empty = no alerts.')
+param alertEmail string = ''
 
 @description('Tags applied to every resource created here.')
 param tags object = {}
@@ -647,6 +654,110 @@ resource outcomeTopicSubscriptions 'Microsoft.EventGrid/topics/eventSubscription
     ]
   }
 ]
+
+// ---------------------------------------------------------------------------------------------
+// Alerts (only with alertEmail): failed/retried events, dead-lettered events, one email group
+// ---------------------------------------------------------------------------------------------
+
+resource alertActionGroup 'Microsoft.Insights/actionGroups@2022-04-01' = if (!empty(alertEmail)) {
+  name: 'ag-${functionAppName}'
+  location: 'global'
+  tags: tags
+  properties: {
+    groupShortName: 'amlevents' // at most 12 characters: the sender name of the email
+    enabled: true
+    emailReceivers: [
+      {
+        name: 'operator'
+        emailAddress: alertEmail
+        useCommonAlertSchema: true
+      }
+    ]
+  }
+}
+
+// handlers/runtime/telemetry.py counts every delivery in `amlevents.events`, with its outcome in
+// the `amlevents.outcome` dimension; the exporter writes it to customMetrics (valueSum per row).
+// Metrics count every event (spans are sampled), hence a log alert on the metric's rows.
+resource failedEventsAlert 'Microsoft.Insights/scheduledQueryRules@2021-08-01' = if (!empty(alertEmail)) {
+  name: 'alert-${functionAppName}-failed-events'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'amlevents: events failed or retried'
+    description: 'Deliveries recorded failed or retry in the last 15 minutes (amlevents ledger --outcome failed,retry --since 15m).'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsights.id
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    criteria: {
+      allOf: [
+        {
+          query: 'customMetrics | where name == "amlevents.events" | extend outcome = tostring(customDimensions["amlevents.outcome"]) | where outcome in ("failed", "retry") | project timestamp, outcome, events = valueSum'
+          timeAggregation: 'Total'
+          metricMeasureColumn: 'events'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: [
+        alertActionGroup.id
+      ]
+    }
+  }
+}
+
+// Event Grid gave up on an event (amlevents deadletter list / replay): DeadLetteredCount, a metric
+// of Microsoft.EventGrid/systemTopics (Total, by subscription and reason).
+resource deadLetterAlert 'Microsoft.Insights/metricAlerts@2018-03-01' = if (!empty(alertEmail)) {
+  name: 'alert-${functionAppName}-dead-lettered'
+  location: 'global'
+  tags: tags
+  properties: {
+    description: 'Event Grid dead-lettered events of the workspace\'s system topic (amlevents deadletter list).'
+    severity: 2
+    enabled: true
+    scopes: [
+      systemTopic.id
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+      allOf: [
+        {
+          criterionType: 'StaticThresholdCriterion'
+          name: 'deadLettered'
+          metricNamespace: 'Microsoft.EventGrid/systemTopics'
+          metricName: 'DeadLetteredCount'
+          operator: 'GreaterThan'
+          threshold: 0
+          timeAggregation: 'Total'
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: [
+      {
+        actionGroupId: alertActionGroup.id
+      }
+    ]
+  }
+  dependsOn: [
+    systemTopicDeployment
+  ]
+}
 
 // ---------------------------------------------------------------------------------------------
 // Outputs

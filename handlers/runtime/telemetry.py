@@ -258,6 +258,14 @@ def _settle(instruments: _Instruments, span: Any, seen: _Observation, result: An
     attributes = {"cloudevents.event_type": kind, "amlevents.outcome": outcome.value,
                   "amlevents.function": seen.function}
     instruments.events.add(1, attributes)
+    # The other concerns that acted on the same event count too (a CI/CD or retraining row that
+    # failed must reach the failed/retry alert), and make the event's span an error.
+    for other in getattr(result, "also", ()):
+        instruments.events.add(1, {**attributes, "amlevents.outcome": other.outcome.value})
+        if other.outcome in _ERROR_OUTCOMES and outcome not in _ERROR_OUTCOMES:
+            span.set_status(instruments.trace.Status(
+                instruments.trace.StatusCode.ERROR,
+                f"{other.outcome.value}: {other.action}"[:256]))
     if result.should_retry:
         instruments.retries.add(1, attributes)
     if result.duplicate:

@@ -150,7 +150,7 @@ def test_ledger_failed_since_1h_lists_exactly_the_failed_ones(tmp_path: Path) ->
         "new-failed", "newer-failed"]
     by_subject = run_cli("ledger", "--subject", "experiments/a/*", "--type", "RunStatusChanged",
                          "--limit", "2", "--ledger-file", str(path), cwd=tmp_path)
-    assert "2 event(s)" in by_subject.stdout and "failed action" in by_subject.stdout
+    assert "2 row(s)" in by_subject.stdout and "failed action" in by_subject.stdout
     wrong = run_cli("ledger", "--outcome", "broken", "--ledger-file", str(path), cwd=tmp_path)
     assert wrong.returncode == 2 and "--outcome 'broken': one of done" in wrong.stderr
     when = run_cli("ledger", "--since", "yesterday", "--ledger-file", str(path), cwd=tmp_path)

@@ -404,6 +404,55 @@ def test_template_role_ids_are_the_built_in_ones() -> None:
         assert f"{key}: '{role_id}'" in raw
 
 
+def conditional_resource(name: str, resource_type: str, condition: str) -> str:
+    """The body of `resource NAME 'TYPE@VERSION' = if (CONDITION) { ... }` in main.bicep."""
+    raw = BICEP.read_text(encoding="utf-8")
+    match = re.search(rf"^resource {name} '{re.escape(resource_type)}@[\d-]+' = "
+                      rf"if \({re.escape(condition)}\) \{{\n(?P<body>.*?)^\}}$", raw,
+                      re.MULTILINE | re.DOTALL)
+    assert match, f"main.bicep has no `resource {name} '{resource_type}@…' = if ({condition})`"
+    return match["body"]
+
+
+def test_alerts_exist_only_with_an_alert_email() -> None:
+    # GIVEN the optional alertEmail parameter (empty: no alerts at all)
+    raw = BICEP.read_text(encoding="utf-8")
+    assert re.search(r"^param alertEmail string = ''$", raw, re.MULTILINE)
+    when = "!empty(alertEmail)"
+    # THEN an action group emails it
+    group = conditional_resource("alertActionGroup", "Microsoft.Insights/actionGroups", when)
+    assert "emailAddress: alertEmail" in group
+    short = re.search(r"groupShortName: '([^']*)'", group)
+    assert short and 1 <= len(short[1]) <= 12  # ARM's limit for the short name
+    # AND a log alert counts failed/retry deliveries of the metric telemetry.py records
+    from handlers.runtime import telemetry
+
+    failed = conditional_resource("failedEventsAlert", "Microsoft.Insights/scheduledQueryRules",
+                                  when)
+    assert "scopes: [\n      appInsights.id\n    ]" in failed
+    assert "actionGroups: [\n        alertActionGroup.id" in failed
+    query = re.search(r"query: '([^']*)'", failed)
+    assert query, "the log alert's query"
+    source = Path(telemetry.__file__).read_text(encoding="utf-8")
+    assert '"amlevents.events"' in source and '"amlevents.outcome"' in source
+    assert 'customMetrics | where name == "amlevents.events"' in query[1]
+    assert 'customDimensions["amlevents.outcome"]' in query[1]
+    assert 'outcome in ("failed", "retry")' in query[1]
+    from handlers.outcome import Outcome
+
+    assert {"failed", "retry"} <= {outcome.value for outcome in Outcome}  # the values it filters
+    # AND a metric alert watches the system topic's dead letters
+    dead = conditional_resource("deadLetterAlert", "Microsoft.Insights/metricAlerts", when)
+    assert "scopes: [\n      systemTopic.id\n    ]" in dead
+    assert "metricNamespace: 'Microsoft.EventGrid/systemTopics'" in dead
+    assert "metricName: 'DeadLetteredCount'" in dead
+    assert "actionGroupId: alertActionGroup.id" in dead
+    assert "systemTopicDeployment" in dead  # the topic exists before its alert
+    # AND nothing else refers to the alert resources unconditionally
+    uses = re.findall(r"\b(alertActionGroup|failedEventsAlert|deadLetterAlert)\b", bicep_code())
+    assert uses.count("alertActionGroup") == 3  # its declaration and the two alerts
+
+
 def test_template_creates_the_ledger_table_the_app_uses() -> None:
     from handlers.ledger.table import DEFAULT_TABLE_NAME
 

@@ -374,3 +374,17 @@ def test_a_storm_digest_sent_by_the_notifier_is_counted(
     assert flush_digests(dispatcher.context()) == ["outbox: (digest of 2 sent first)"]
     assert points(reader, "amlevents.notify.digests") == [
         ({"amlevents.channel": "outbox", "amlevents.notifications": 2}, 1)]
+
+
+def test_every_concerns_outcome_is_counted_and_a_failing_one_makes_the_span_an_error(
+        otel: tuple[InMemorySpanExporter, InMemoryMetricReader], make_dispatcher: Any) -> None:
+    spans, reader = otel
+    breach = json.loads((ROOT / "samples/events/model_monitor_breach.json").read_text())[0]
+    # GIVEN the retraining concern's settings broken: its row is `retry`, notify's is `planned`
+    dispatcher: Dispatcher = make_dispatcher(AMLEVENTS_RETRAIN_COOLDOWN_S="abc")
+    result = dispatcher.dispatch(breach, function="on_run_status")
+    assert result.outcome.value == "planned" and [o.outcome.value for o in result.also] == ["retry"]
+    events = {a["amlevents.outcome"]: v for a, v in all_points(reader)["amlevents.events"]}
+    assert events == {"planned": 1, "retry": 1}
+    (span,) = event_spans(spans)
+    assert span.status.status_code is StatusCode.ERROR
