@@ -102,7 +102,7 @@ def test_send_reports_an_unreachable_host(tmp_path: Path) -> None:
 def test_demo_prints_the_samples_with_outcomes(tmp_path: Path) -> None:
     demo = run_cli("demo", cwd=tmp_path)
     assert demo.returncode == 0, demo.stderr
-    counted = re.search(r"^(\d+) event\(s\)$", demo.stdout, flags=re.MULTILINE)
+    counted = re.search(r"^(\d+) row\(s\)$", demo.stdout, flags=re.MULTILINE)
     assert counted and int(counted.group(1)) >= SAMPLE_EVENTS
     for kind in ("ModelRegistered", "ModelDeployed", "RunCompleted", "RunStatusChanged",
                  "DatasetDriftDetected"):
