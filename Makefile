@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: run test test-floor lint bench serve clean mutate
+.PHONY: run test test-floor lint bench package serve clean mutate
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,10 +56,26 @@ mutate: $(STAMP)
 	$(PY) -m pip install -q --disable-pip-version-check "mutmut>=3.8,<4"
 	MUTATE_PATHS="$(MUTATE_PATHS)" $(PY) benchmarks/mutate.py
 
+# Not part of the gate: each needs the machine to itself (docs/performance.md).
 bench: $(STAMP)
 	$(PY) benchmarks/cold_start.py
 	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/warm_path.py
+	$(PY) benchmarks/memory.py
 	$(PY) benchmarks/storm.py
 
+# What gets published (the CI/CD workflow ships it): the app's files and their bytecode. A package
+# runs read-only, so without it every cold start compiles handlers/ again. Compile with the Python
+# the app runs on (infra/main.bicep pythonVersion): bytecode is per version. Hash-checked, not
+# time-stamped: unpacking a zip changes file times.
+PUBLISH ?= build/publish
+package:
+	rm -rf $(PUBLISH) $(PUBLISH).zip
+	mkdir -p $(PUBLISH)
+	cp -R function_app.py host.json requirements.txt .funcignore handlers $(PUBLISH)/
+	find $(PUBLISH) -name __pycache__ -prune -exec rm -rf {} +
+	$(PYTHON) -m compileall -q --invalidation-mode checked-hash $(PUBLISH)
+	cd $(PUBLISH) && $(PYTHON) -m zipfile -c $(abspath $(PUBLISH)).zip .
+
 clean:
-	rm -rf $(VENV) $(FLOOR_VENV) node_modules .amlevents .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FLOOR_VENV) node_modules .amlevents .mypy_cache .ruff_cache build

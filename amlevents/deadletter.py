@@ -136,11 +136,12 @@ class DeadLetterStore:
 
     @classmethod
     def from_account_url(cls, url: str) -> DeadLetterStore:
-        """A store reached with `az login` / managed identity (DefaultAzureCredential)."""
-        from azure.identity import DefaultAzureCredential
+        """A store reached with `az login` / managed identity (the process's credential)."""
         from azure.storage.blob import BlobServiceClient
 
-        return cls(BlobServiceClient(url, credential=DefaultAzureCredential(),
+        from handlers.adapters.credential import shared_credential
+
+        return cls(BlobServiceClient(url, credential=shared_credential(),
                                      connection_timeout=5, read_timeout=30))
 
     def blobs(self, container: str, *, prefix: str = "",

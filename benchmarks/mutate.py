@@ -27,16 +27,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".amlevents" / "mutate"
-COPIED = ("handlers", "tests", "amlevents", "samples", "infra", "docs", "function_app.py",
-          "host.json", "local.settings.sample.json", "README.md", "requirements.txt",
-          "requirements-dev.txt", "pyproject.toml")
-IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
+# Everything the tests read (samples, infra, docs, requirements files...), not the tooling.
+LEFT_OUT = frozenset({".git", ".venv", ".venv-floor", "node_modules", ".amlevents", "mutants",
+                      ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis", "build"})
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", "*.egg-info")
 # Tests that read the source as text (the layering rules) fail on mutmut's rewritten copy.
 DESELECT = "not table and not Table"
 
 
+def _copied() -> list[str]:
+    return sorted(p.name for p in ROOT.iterdir()
+                  if p.name not in LEFT_OUT and not p.name.endswith(".egg-info"))
+
+
 def _config(paths: list[str], tests: list[str]) -> str:
-    also = [name for name in COPIED if name not in ("handlers", "tests", "pyproject.toml")]
+    also = [name for name in _copied() if name not in ("handlers", "tests", "pyproject.toml")]
     # All of handlers/ is copied (the tests import it); only `paths` are mutated.
     only = [p if p.endswith(".py") else p.rstrip("/") + "/*" for p in paths]
     return ("\n[tool.mutmut]\n"
@@ -52,7 +57,7 @@ def prepare(paths: list[str], tests: list[str]) -> None:
     """A fresh copy of the tree with mutmut's settings (mutants/ of an earlier run dropped)."""
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
-    for name in COPIED:
+    for name in _copied():
         source = ROOT / name
         if source.is_dir():
             shutil.copytree(source, WORK / name, ignore=IGNORED)

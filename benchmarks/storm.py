@@ -141,7 +141,9 @@ def main() -> None:
         smtp.start()
         try:
             base = {"AMLEVENTS_ALLOWED_TOPICS": topic, "AMLEVENTS_DRY_RUN": "true"}
-            baseline_s, _ = push(events, {**base, "AMLEVENTS_LEDGER_PATH": f"{tmp}/base.db"},
+            # A dry run validates the channels as the live run would: the baseline needs one.
+            baseline_s, _ = push(events, {**base, "AMLEVENTS_LEDGER_PATH": f"{tmp}/base.db",
+                                          "AMLEVENTS_NOTIFY_OUTBOX_DIR": f"{tmp}/outbox"},
                                  args.clients)
             live = {**base, "AMLEVENTS_LEDGER_PATH": f"{tmp}/storm.db",
                     "AMLEVENTS_DRY_RUN_NOTIFY": "false",

@@ -1,8 +1,11 @@
 """Throughput: events/s through the local host, Event Grid batches of 100, dry-run actions, SQLite.
 
-Baseline measured in the same run: the floor of any ledgered event handler, i.e. parse the
-event's JSON and do one SQLite insert-and-commit. Prints events/s and the per-event overhead
-ratio (goals: >= 2,000 events/s on 2 cores; overhead <= 3x the floor).
+Baselines measured in the same run, each the median of three passes:
+- the one-commit floor of any ledgered handler: parse the event's JSON, one SQLite insert+commit;
+- the exactly-once floor: parse the JSON, insert+commit a claim, update+commit the outcome (acting
+  exactly once needs both commits: the claim before acting, the outcome after), minimal Python.
+Prints events/s through the host (goal >= 6,000 on 2 cores), the dispatcher alone per event, and
+`dispatch / exactly-once floor` (goal <= 2.0x).
 Run: .venv/bin/python benchmarks/throughput.py [--events N] [--clients C]
 """
 
@@ -12,6 +15,7 @@ import argparse
 import json
 import os
 import sqlite3
+import statistics
 import tempfile
 import time
 import uuid
@@ -30,27 +34,42 @@ def make_events(count: int) -> list[dict[str, Any]]:
     return [{**samples[i % 2], "id": str(uuid.uuid4())} for i in range(count)]
 
 
-def floor_per_event_s(events: list[dict[str, Any]], workdir: Path) -> float:
-    """Seconds per event for json.loads + one INSERT + commit (WAL, synchronous=NORMAL)."""
-    conn = sqlite3.connect(workdir / "floor.sqlite3", isolation_level=None)
+def floor_per_event_s(events: list[dict[str, Any]], path: Path, *, commits: int) -> float:
+    """Seconds per event for json.loads + an INSERT and commit (+ an UPDATE and commit when
+    `commits` is 2), WAL and synchronous=NORMAL as the ledger's default, minimal Python."""
+    conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("CREATE TABLE t (id TEXT PRIMARY KEY, body TEXT)")
+    conn.execute("CREATE TABLE t (id TEXT PRIMARY KEY, type TEXT, outcome TEXT)")
     texts = [json.dumps(e) for e in events]
     start = time.perf_counter()
     for text in texts:
         event = json.loads(text)
-        conn.execute("INSERT INTO t VALUES (?, ?)", (event["id"], event["eventType"]))
+        conn.execute("INSERT INTO t VALUES (?, ?, 'in_progress')", (event["id"], event["eventType"]))
+        if commits == 2:
+            conn.execute("UPDATE t SET outcome = 'done' WHERE id = ?", (event["id"],))
     elapsed = time.perf_counter() - start
     conn.close()
     return elapsed / len(events)
 
 
+def median_floor_s(events: list[dict[str, Any]], workdir: Path, commits: int) -> float:
+    """The floor's median over three passes, each into a new file."""
+    return statistics.median(floor_per_event_s(events, workdir / f"floor{commits}-{i}.sqlite3",
+                                               commits=commits) for i in range(3))
+
+
+def settings(events: list[dict[str, Any]], workdir: Path, name: str) -> dict[str, str]:
+    """Dry run on the events' topic, a fresh SQLite ledger, a local outbox (a dry run validates
+    the notification channels as the live run would)."""
+    return {"AMLEVENTS_ALLOWED_TOPICS": events[0]["topic"], "AMLEVENTS_DRY_RUN": "true",
+            "AMLEVENTS_LEDGER_PATH": str(workdir / f"{name}.sqlite3"),
+            "AMLEVENTS_NOTIFY_OUTBOX_DIR": str(workdir / "outbox")}
+
+
 def run_host(events: list[dict[str, Any]], workdir: Path, clients: int) -> float:
     """Seconds to push every event through the local host in batches of 100."""
-    os.environ.update({
-        "AMLEVENTS_ALLOWED_TOPICS": events[0]["topic"], "AMLEVENTS_DRY_RUN": "true",
-        "AMLEVENTS_LEDGER_PATH": str(workdir / "ledger.sqlite3")})
+    os.environ.update(settings(events, workdir, "ledger"))
     return push_through_host(events, "on_ml_event", clients)
 
 
@@ -58,8 +77,7 @@ def dispatch_only_per_event_s(events: list[dict[str, Any]], workdir: Path) -> fl
     """Seconds per event through the Dispatcher alone (no HTTP): where the host's time goes."""
     from handlers.runtime.dispatch import Dispatcher
 
-    dispatcher = Dispatcher({"AMLEVENTS_ALLOWED_TOPICS": events[0]["topic"],
-                             "AMLEVENTS_LEDGER_PATH": str(workdir / "dispatch.sqlite3")})
+    dispatcher = Dispatcher(settings(events, workdir, "dispatch"))
     dispatcher.context()
     texts = [json.dumps(e) for e in events]
     start = time.perf_counter()
@@ -69,7 +87,7 @@ def dispatch_only_per_event_s(events: list[dict[str, Any]], workdir: Path) -> fl
 
 
 def main() -> None:
-    """Measure the floor and the host, print both and the ratios."""
+    """Measure the floors, the dispatcher and the host; print them and the ratios."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--clients", type=int, default=2)
@@ -77,22 +95,26 @@ def main() -> None:
     events = make_events(args.events)
     with tempfile.TemporaryDirectory(prefix="amlevents-bench-") as tmp:
         workdir = Path(tmp)
-        floor = floor_per_event_s(events, workdir)
+        one_commit = median_floor_s(events, workdir, 1)
+        exactly_once = median_floor_s(events, workdir, 2)
         dispatch_only = dispatch_only_per_event_s(make_events(len(events)), workdir)
         elapsed = run_host(events, workdir, args.clients)
         from handlers.runtime.dispatch import default_dispatcher
 
         ledgered = len(default_dispatcher().ledger.entries())
     per_event = elapsed / len(events)
-    print(f"events                     : {len(events)} in batches of {BATCH}, "
+    print(f"events                       : {len(events)} in batches of {BATCH}, "
           f"{args.clients} client(s); ledgered {ledgered}")
-    print(f"floor (json + insert+commit): {floor * 1e6:8.1f} us/event "
-          f"({1 / floor:,.0f} events/s)")
-    print(f"local host, dry-run, SQLite : {per_event * 1e6:8.1f} us/event "
-          f"({len(events) / elapsed:,.0f} events/s; goal >= 2,000)")
-    print(f"overhead ratio host/floor   : {per_event / floor:8.2f}x (goal <= 3x)")
-    print(f"dispatch alone (no HTTP)    : {dispatch_only * 1e6:8.1f} us/event "
-          f"({dispatch_only / floor:.2f}x the floor; exactly-once needs 2 commits: claim, outcome)")
+    print(f"one-commit floor             : {one_commit * 1e6:8.1f} us/event "
+          "(json + insert+commit)")
+    print(f"exactly-once floor           : {exactly_once * 1e6:8.1f} us/event "
+          "(json + insert+commit + update+commit: the claim, the outcome)")
+    print(f"local host, dry-run, SQLite  : {per_event * 1e6:8.1f} us/event "
+          f"({len(events) / elapsed:,.0f} events/s; goal >= 6,000 on 2 cores)")
+    print(f"host / exactly-once floor    : {per_event / exactly_once:8.2f}x")
+    print(f"dispatch alone (no HTTP)     : {dispatch_only * 1e6:8.1f} us/event "
+          f"({dispatch_only / one_commit:.2f}x the one-commit floor)")
+    print(f"dispatch / exactly-once floor : {dispatch_only / exactly_once:.2f}x (goal <= 2.0x)")
     if ledgered != len(events):
         raise SystemExit(f"ledger has {ledgered} rows for {len(events)} events")
 

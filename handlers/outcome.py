@@ -63,7 +63,11 @@ class ActionResult:
         return cls(Outcome.DONE, plan.summary(), plan_detail(plan, **facts))
 
 
+# Built once: json.dumps with options builds an encoder per call (every planned or done event).
+_DETAIL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+
+
 def plan_detail(plan: Plan, **facts: Any) -> str:
     """The ledger's detail for a plan: compact, key-sorted JSON."""
-    return json.dumps({**plan.as_dict(), **facts}, sort_keys=True, separators=(",", ":"),
-                      default=str)
+    details = plan.as_dict()
+    return _DETAIL_JSON({**details, **facts} if facts else details)

@@ -306,16 +306,17 @@ def _asset_ref(reference: str) -> str:
 
 def build_deployer(settings: AzureMlSettings, env: Mapping[str, str],
                    ledger: Ledger) -> AzureMlDeployer:
-    """The real deploy adapter: DefaultAzureCredential (managed identity when deployed)."""
+    """The real deploy adapter: the process's credential (managed identity when deployed)."""
     from handlers.adapters import azureml_v1
 
     def client_for(workspace: WorkspaceRef) -> Any:
         from azure.ai.ml import MLClient
-        from azure.identity import DefaultAzureCredential
+
+        from handlers.adapters.credential import shared_credential
 
         # Custom clouds (and the tests' fake ARM) come from ARM_CLOUD_METADATA_URL and
         # AZUREML_CURRENT_CLOUD, azure-ai-ml's supported way; MLClient ignores base_url.
-        return MLClient(DefaultAzureCredential(), workspace.subscription_id,
+        return MLClient(shared_credential(), workspace.subscription_id,
                         workspace.resource_group, workspace.workspace,
                         retry_total=settings.sdk_retries, retry_backoff_factor=0.5,
                         connection_timeout=settings.http_timeout_s,

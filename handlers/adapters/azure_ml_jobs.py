@@ -78,7 +78,8 @@ def confirmation_key(request_id: str) -> str:
 
 
 def build_retrain_runner(settings: RetrainSettings, ledger: Ledger) -> RetrainRouter:
-    """The live port: DefaultAzureCredential (managed identity when deployed), clients on first use."""
+    """The live port: the process's credential (managed identity when deployed), clients on first
+    use."""
     from handlers.adapters import data_factory
 
     client_for = ml_client_factory(settings)
@@ -89,23 +90,22 @@ def build_retrain_runner(settings: RetrainSettings, ledger: Ledger) -> RetrainRo
 
 
 def ml_client_factory(settings: RetrainSettings) -> ClientFor:
-    """An MLClient per workspace, sharing one credential; retries and timeouts from settings."""
+    """An MLClient per workspace, with the process's credential; retries and timeouts from
+    settings."""
     lock = threading.Lock()
     clients: dict[WorkspaceRef, Any] = {}
-    credential: list[Any] = []
 
     def client_for(workspace: WorkspaceRef) -> Any:
         from azure.ai.ml import MLClient
-        from azure.identity import DefaultAzureCredential
+
+        from handlers.adapters.credential import shared_credential
 
         with lock:
-            if not credential:
-                credential.append(DefaultAzureCredential())
             if workspace not in clients:
                 # Custom clouds (and the tests' fake ARM) come from ARM_CLOUD_METADATA_URL and
                 # AZUREML_CURRENT_CLOUD, azure-ai-ml's supported way; MLClient ignores base_url.
                 clients[workspace] = MLClient(
-                    credential[0], workspace.subscription_id, workspace.resource_group,
+                    shared_credential(), workspace.subscription_id, workspace.resource_group,
                     workspace.workspace, retry_total=settings.read_retries,
                     retry_backoff_factor=0.5, connection_timeout=settings.timeout_s,
                     read_timeout=settings.timeout_s, show_progress=False,

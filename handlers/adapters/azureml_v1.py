@@ -129,11 +129,12 @@ class V1Deployer:
 
 
 def _identity_token(audience: str) -> Any:
-    """A token for `audience` from DefaultAzureCredential, for azureml-core's TokenAuthentication."""
-    from azure.identity import DefaultAzureCredential
+    """A token for `audience` from the process's credential (cached there), for azureml-core's
+    TokenAuthentication."""
+    from handlers.adapters.credential import shared_credential
 
     scope = audience.rstrip("/") + "/.default"
-    token = DefaultAzureCredential().get_token(scope)
+    token = shared_credential().get_token(scope)
     return token.token, token.expires_on
 
 

@@ -47,10 +47,10 @@ def state_key(monitor_key: str) -> str:
 
 
 def build_runner(settings: RetrainSettings, ledger: Ledger) -> DataFactoryRunner:
-    """The real runner, with DefaultAzureCredential (managed identity when deployed)."""
-    from azure.identity import DefaultAzureCredential
+    """The real runner, with the process's credential (managed identity when deployed)."""
+    from handlers.adapters.credential import shared_credential
 
-    return DataFactoryRunner(settings, ledger, DefaultAzureCredential(), clock=ledger.clock)
+    return DataFactoryRunner(settings, ledger, shared_credential(), clock=ledger.clock)
 
 
 class DataFactoryRunner:

@@ -58,9 +58,9 @@ class OutcomeTopicPublisher:
 
                     credential = AzureKeyCredential(self.settings.key)
                 else:
-                    from azure.identity import DefaultAzureCredential
+                    from handlers.adapters.credential import shared_credential
 
-                    credential = DefaultAzureCredential()
+                    credential = shared_credential()
                 quiet = logging.getLogger(_SERIALIZATION_LOGGER)
                 if not any(isinstance(f, _CallOptionsFilter) for f in quiet.filters):
                     quiet.addFilter(_CallOptionsFilter())

@@ -7,6 +7,7 @@ them. `decide` is pure; handler.py adds ordering through ledger state (order.py)
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 
@@ -61,6 +62,7 @@ def shown(raw: str) -> str:
     return f"{raw[:_SHOWN_MAX]!r}... ({len(raw)} characters)"
 
 
+@functools.lru_cache(maxsize=1024)  # pure, and the same names recur
 def endpoint_name_for(model_name: str) -> str:
     """A valid endpoint name from a model name: 3–32 chars, letter first, letters/digits/hyphens."""
     name = re.sub(r"[^a-z0-9-]+", "-", model_name.lower()).strip("-")
@@ -70,6 +72,7 @@ def endpoint_name_for(model_name: str) -> str:
     return name[:32].rstrip("-").ljust(3, "0")
 
 
+@functools.lru_cache(maxsize=1024)  # pure, and the same names recur
 def deployment_name_for(version: str) -> str:
     """A valid deployment name from a model version: v20, v-1 (names need 3 chars), v1-2-0."""
     cleaned = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9]+", "-", version.lower())).strip("-")

@@ -7,16 +7,19 @@ These are pure state changes for `Ledger.update_state`, safe when writers race.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from handlers.deploy.plan import DeploymentPlan
+from handlers.events.workspace import WorkspaceRef
 
 StateChange = Callable[[Mapping[str, Any] | None], Mapping[str, Any] | None]
 
 
+@functools.lru_cache(maxsize=1024)  # pure; asked several times per event (deployed, pending, mine)
 def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
     """Sort key for model versions: numeric parts compare as numbers (v9 < v10)."""
     parts = re.findall(r"\d+|[^\d]+", version.strip().lower())
@@ -28,10 +31,15 @@ def order_key(plan: DeploymentPlan, *, rehearsal: bool = False) -> str:
 
     A dry run (rehearsal) keeps its own state, so its planned versions never block the live run.
     """
-    material = f"{plan.workspace.resource_id.lower()}|{plan.endpoint.lower()}|{plan.model_name}"
-    digest = hashlib.sha256(material.encode("utf-8")).hexdigest()[:24]
     prefix = "deploy-order-rehearsal" if rehearsal else "deploy-order"
-    return f"{prefix}:{plan.endpoint.lower()}:{digest}"
+    return f"{prefix}:{_endpoint_part(plan.workspace, plan.endpoint, plan.model_name)}"
+
+
+@functools.lru_cache(maxsize=1024)  # a rehearsal asks for both keys: one hash, not two
+def _endpoint_part(workspace: WorkspaceRef, endpoint: str, model_name: str) -> str:
+    material = f"{workspace.resource_id.lower()}|{endpoint.lower()}|{model_name}"
+    digest = hashlib.sha256(material.encode("utf-8")).hexdigest()[:24]
+    return f"{endpoint.lower()}:{digest}"
 
 
 def why_not_newer(state: Mapping[str, Any] | None, plan: DeploymentPlan, now: float) -> str:

@@ -14,11 +14,19 @@ from handlers.events.fields import Fields, Problems, data_object, envelope, text
 from handlers.events.types import CLOUD_EVENT_SCHEMA, EventEnvelope
 
 SPEC_VERSION = "1.0"
+# The Event Grid schema's keys, as documented (none of them is `specversion` in any casing).
+_EVENT_GRID_KEYS = frozenset({"id", "topic", "subject", "eventType", "eventTime", "data",
+                              "dataVersion", "metadataVersion"})
 
 
 def is_cloud_event(raw: Mapping[str, Any]) -> bool:
     """A CloudEvent carries `specversion` (we also accept the `specVersion` spelling)."""
-    return any(str(key).lower() == "specversion" for key in raw)
+    if "specversion" in raw:
+        return True
+    if raw.keys() <= _EVENT_GRID_KEYS:  # an Event Grid event as documented: one set operation
+        return False
+    return any(isinstance(key, str) and len(key) == 11 and key.lower() == "specversion"
+               for key in raw)
 
 
 def check_spec_version(value: Any, problems: Problems) -> None:

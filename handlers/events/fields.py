@@ -87,20 +87,34 @@ def load_json(body: str | bytes | bytearray) -> Any:
 
 
 class Fields:
-    """Case-insensitive reader over one mapping (`ModelName` and `modelName` are the same key)."""
+    """Case-insensitive reader over one mapping (`ModelName` and `modelName` are the same key).
+
+    Callers ask for the documented spelling, which events use: it is looked up as it is first,
+    and the lower-cased copy of the mapping is built only for an event that spells a key
+    otherwise (one dict look-up per field in the common case).
+    """
 
     def __init__(self, source: Mapping[str, Any], prefix: str, problems: Problems) -> None:
-        self._by_lower = {str(key).lower(): value for key, value in source.items()}
+        self._source = source
+        self._by_lower: dict[str, Any] | None = None
         self._prefix = prefix
         self.problems = problems
 
     def get(self, key: str) -> Any:
-        """The value under `key` in any casing, or None."""
+        """The value under `key` in any casing (the spelling given first), or None."""
+        value = self._source.get(key)
+        if value is not None:
+            return value
+        if self._by_lower is None:
+            self._by_lower = {str(k).lower(): v for k, v in self._source.items()}
         return self._by_lower.get(key.lower())
 
     def text(self, key: str, *, required: bool) -> str:
         """See `text`; problems are named `prefix + key`."""
-        return text(self.get(key), self._prefix + key, self.problems, required=required)
+        value = self.get(key)
+        if type(value) is str and value and not value.isspace():  # the common case, at once
+            return value
+        return text(value, self._prefix + key, self.problems, required=required)
 
     def number(self, key: str) -> float:
         """See `number`."""

@@ -10,12 +10,14 @@ One conditional insert claims an event; there is no read-then-write race.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import json
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -31,8 +33,21 @@ _HISTORY_ACTION_CHARS = 160
 
 
 def utc_iso(epoch_s: float) -> str:
-    """ISO 8601 UTC timestamp with milliseconds."""
-    return datetime.fromtimestamp(epoch_s, tz=UTC).isoformat(timespec="milliseconds")
+    """ISO 8601 UTC timestamp with milliseconds (as datetime.isoformat writes it)."""
+    # datetime's own rounding (to microseconds, half to even), then its whole seconds, which
+    # repeat from event to event: a third of the cost of formatting a datetime each time.
+    fraction, whole = math.modf(epoch_s)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1, micros + 1_000_000
+    return f"{_utc_second(int(whole))}.{micros // 1000:03d}+00:00"
+
+
+@functools.lru_cache(maxsize=64)
+def _utc_second(epoch_s: int) -> str:
+    return datetime.fromtimestamp(epoch_s, tz=UTC).isoformat(timespec="seconds")[:-6]
 
 
 def storable(text: str) -> str:
@@ -44,8 +59,19 @@ def storable(text: str) -> str:
 
 def event_key(topic: str, event_type: str, event_id: str) -> str:
     """The dedupe key: Event Grid ids are unique per topic and type (the samples reuse one id)."""
+    if len(topic) + len(event_type) + len(event_id) <= _CACHED_KEY_CHARS:
+        return _cached_event_key(topic, event_type, event_id)
+    return _event_key(topic, event_type, event_id)  # hostile sizes: never held in the cache
+
+
+def _event_key(topic: str, event_type: str, event_id: str) -> str:
     material = "\n".join((topic.strip().lower(), event_type.strip().lower(), event_id.strip()))
     return hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+# The dispatcher and the concern's plan both ask for an event's key: it is hashed once.
+_cached_event_key = functools.lru_cache(maxsize=1024)(_event_key)
+_CACHED_KEY_CHARS = 1024  # real topics, types and ids are a few hundred characters at most
 
 
 def body_key(raw: bytes) -> str:
@@ -76,6 +102,8 @@ class ReceivedEvent(EventFacts):
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     schema: str = ""
     clean: Callable[[str], str] | None = field(default=None, repr=False, compare=False)
+    # False when no string of a JSON document needs `clean` (redaction.may_need_masking).
+    screen: Callable[[str], bool] | None = field(default=None, repr=False, compare=False)
 
     def stored(self) -> bytes:
         """The stored form (stored_event.py), or b"" when there is no event."""
@@ -83,7 +111,7 @@ class ReceivedEvent(EventFacts):
             return b""
         from handlers.ledger.stored_event import encode_event
 
-        return encode_event(self.raw, schema=self.schema, clean=self.clean)
+        return encode_event(self.raw, schema=self.schema, clean=self.clean, screen=self.screen)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,13 +130,24 @@ class LedgerEntry(EventFacts):
 
     def evolve(self, **changes: Any) -> LedgerEntry:
         """A copy with `changes`: dataclasses.replace without its per-call cost (hot path)."""
-        unknown = changes.keys() - self.__dict__.keys()
-        if unknown:
-            raise TypeError(f"LedgerEntry has no field(s) {sorted(unknown)}")
+        if not _ENTRY_FIELDS.issuperset(changes):
+            unknown = sorted(set(changes) - _ENTRY_FIELDS)
+            raise TypeError(f"LedgerEntry has no field(s) {unknown}")
         copy = object.__new__(LedgerEntry)
-        copy.__dict__.update(self.__dict__)
-        copy.__dict__.update(changes)
+        values = copy.__dict__
+        values.update(self.__dict__)
+        values.update(changes)
         return copy
+
+    @staticmethod
+    def of(values: Mapping[str, Any]) -> LedgerEntry:
+        """An entry from its fields (the defaults for those left out), without the frozen
+        dataclass __init__'s cost (one attribute set at a time): the stores and claims build one
+        or two per event. The caller passes known fields of the right types."""
+        entry = object.__new__(LedgerEntry)
+        entry.__dict__.update(_ENTRY_DEFAULTS)
+        entry.__dict__.update(values)
+        return entry
 
     def as_json(self) -> dict[str, Any]:
         """The public JSON shape (`amlevents ledger --json`)."""
@@ -126,6 +165,10 @@ class LedgerEntry(EventFacts):
     def quarantined(self) -> bool:
         """True when an operator quarantined the event: never acted on or replayed again."""
         return self.outcome is Outcome.FAILED and self.action == QUARANTINED
+
+
+_ENTRY_FIELDS = frozenset(f.name for f in fields(LedgerEntry))
+_ENTRY_DEFAULTS = {f.name: f.default for f in fields(LedgerEntry) if f.default is not MISSING}
 
 
 @dataclass(frozen=True)
@@ -196,8 +239,14 @@ def parse_history(text: str) -> list[dict[str, Any]]:
     return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
 
 
+# Built once: json.dumps with options builds an encoder per call.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def add_history(text: str, item: Mapping[str, Any]) -> str:
     """The history with `item` appended: the first item and the latest kept, the rest counted."""
+    if not text:
+        return _COMPACT_JSON([dict(item)])  # a new row's first item
     items = parse_history(text)
     items.append(dict(item))
     if len(items) > HISTORY_KEEP:
@@ -207,7 +256,7 @@ def add_history(text: str, item: Mapping[str, Any]) -> str:
         keep = HISTORY_KEEP - 2
         omitted += max(0, len(rest) - keep)
         items = [first, {"omitted": omitted}, *rest[-keep:]]
-    return json.dumps(items, separators=(",", ":"), ensure_ascii=False)
+    return _COMPACT_JSON(items)
 
 
 def _settle_history(text: str, attempt: int, outcome: Outcome, action: str, at: str) -> str:
@@ -216,7 +265,7 @@ def _settle_history(text: str, attempt: int, outcome: Outcome, action: str, at: 
     if items and items[-1].get("n") == attempt and items[-1].get("outcome") == "in_progress":
         items[-1].update(outcome=outcome.value, action=action[:_HISTORY_ACTION_CHARS],
                          done_at=at)
-        return json.dumps(items, separators=(",", ":"), ensure_ascii=False)
+        return _COMPACT_JSON(items)
     return add_history(text, {"n": attempt, "at": at, "outcome": outcome.value,
                               "action": action[:_HISTORY_ACTION_CHARS]})
 
@@ -241,7 +290,11 @@ class LedgerStore(Protocol):
         """The entry for a key, or None."""
 
     def replace(self, entry: LedgerEntry, *, etag: str) -> LedgerEntry | None:
-        """Replace if the stored ETag still matches; the stored entry, or None on mismatch."""
+        """Replace if the stored ETag still matches; the stored entry, or None on mismatch.
+
+        What a row's later writes change: function, updated_at, outcome, action, detail,
+        attempts, claim_expires_at_s, history. The event's facts (key, id, type, subject, topic)
+        and received_at are fixed when the row is inserted; a store may leave them unwritten."""
 
     def entries(self, *, limit: int | None = None) -> list[LedgerEntry]:
         """Entries in the order they were first received (oldest first)."""
@@ -273,16 +326,15 @@ class Ledger:
         self.claim_timeout_s = claim_timeout_s
         self.clock = clock
 
-    def _new(self, facts: EventFacts, outcome: Outcome, now: float, **extra: Any) -> LedgerEntry:
-        at = utc_iso(now)
+    def _new(self, facts: EventFacts, outcome: Outcome, at: str, **extra: Any) -> LedgerEntry:
         first = {"n": 1, "at": at, "function": facts.function, "outcome": outcome.value}
         if extra.get("action"):
             first["action"] = str(extra["action"])[:_HISTORY_ACTION_CHARS]
-        return LedgerEntry(key=facts.key, event_id=storable(facts.event_id),
-                           event_type=storable(facts.event_type), subject=storable(facts.subject),
-                           topic=storable(facts.topic), function=facts.function,
-                           received_at=at, updated_at=at, outcome=outcome,
-                           history=add_history("", first), **extra)
+        return LedgerEntry.of({
+            "key": facts.key, "event_id": storable(facts.event_id),
+            "event_type": storable(facts.event_type), "subject": storable(facts.subject),
+            "topic": storable(facts.topic), "function": facts.function, "received_at": at,
+            "updated_at": at, "outcome": outcome, "history": add_history("", first), **extra})
 
     @staticmethod
     def _stored_event(facts: EventFacts) -> bytes:
@@ -291,22 +343,23 @@ class Ledger:
     def claim(self, facts: EventFacts) -> Claim:
         """Claim an event for processing, unless it is done or another delivery holds it."""
         now = self.clock()
+        at = utc_iso(now)  # one timestamp per write
         expires = now + self.claim_timeout_s
         event = self._stored_event(facts)
-        stored = self.store.insert(self._new(facts, Outcome.IN_PROGRESS, now,
+        stored = self.store.insert(self._new(facts, Outcome.IN_PROGRESS, at,
                                              claim_expires_at_s=expires), event=event)
         if stored is not None:
             return Claim("claimed", stored)
         for _ in range(5):
             current = self.store.get(facts.key)
             if current is None:  # removed meanwhile; claim it afresh
-                stored = self.store.insert(self._new(facts, Outcome.IN_PROGRESS, now,
+                stored = self.store.insert(self._new(facts, Outcome.IN_PROGRESS, at,
                                                      claim_expires_at_s=expires), event=event)
                 if stored is not None:
                     return Claim("claimed", stored)
                 continue
             if current.outcome in TERMINAL:
-                self._count_delivery(current, now, facts.function)
+                self._count_delivery(current, at, facts.function)
                 return Claim("done", current)
             if current.outcome is Outcome.IN_PROGRESS and current.claim_expires_at_s > now:
                 return Claim("busy", current)
@@ -314,35 +367,35 @@ class Ledger:
             attempt = current.attempts + 1
             taken = self.store.replace(current.evolve(
                 outcome=Outcome.IN_PROGRESS, attempts=attempt,
-                claim_expires_at_s=expires, updated_at=utc_iso(now), function=facts.function,
+                claim_expires_at_s=expires, updated_at=at, function=facts.function,
                 history=add_history(current.history, {
-                    "n": attempt, "at": utc_iso(now), "function": facts.function,
+                    "n": attempt, "at": at, "function": facts.function,
                     "outcome": Outcome.IN_PROGRESS.value, "after": current.outcome.value})),
                 etag=current.etag)
             if taken is not None:
                 return Claim("claimed", taken)
         return Claim("busy", current if current is not None else self._new(
-            facts, Outcome.IN_PROGRESS, now))
+            facts, Outcome.IN_PROGRESS, at))
 
-    def _count_delivery(self, current: LedgerEntry, now: float, function: str = "") -> None:
+    def _count_delivery(self, current: LedgerEntry, at: str, function: str = "") -> None:
         # Best effort: a lost race here only loses a count, never an outcome.
         attempt = current.attempts + 1
-        item = {"n": attempt, "at": utc_iso(now), "outcome": "duplicate"}
+        item = {"n": attempt, "at": at, "outcome": "duplicate"}
         if function:
             item["function"] = function
-        self.store.replace(current.evolve(attempts=attempt, updated_at=utc_iso(now),
+        self.store.replace(current.evolve(attempts=attempt, updated_at=at,
                                           history=add_history(current.history, item)),
                            etag=current.etag)
 
     def finish(self, claimed: LedgerEntry, outcome: Outcome, action: str,
                detail: str) -> LedgerEntry:
         """Record the outcome of a claimed event."""
-        now = self.clock()
+        at = utc_iso(self.clock())
         action = storable(action)
         done = claimed.evolve(outcome=outcome, action=action, detail=storable(detail),
-                              updated_at=utc_iso(now), claim_expires_at_s=0.0,
+                              updated_at=at, claim_expires_at_s=0.0,
                               history=_settle_history(claimed.history, claimed.attempts,
-                                                      outcome, action, utc_iso(now)))
+                                                      outcome, action, at))
         stored = self.store.replace(done, etag=claimed.etag)
         if stored is not None:
             return stored
@@ -353,25 +406,25 @@ class Ledger:
     def record(self, facts: EventFacts, outcome: Outcome, action: str,
                detail: str) -> tuple[LedgerEntry, bool]:
         """Record an event that is decided without a claim (invalid, refused); (entry, first?)."""
-        now = self.clock()
+        at = utc_iso(self.clock())
         action, detail = storable(action), storable(detail)
-        stored = self.store.insert(self._new(facts, outcome, now, action=action, detail=detail),
+        stored = self.store.insert(self._new(facts, outcome, at, action=action, detail=detail),
                                    event=self._stored_event(facts))
         if stored is not None:
             return stored, True
         current = self.store.get(facts.key)
         if current is None:
-            return self._new(facts, outcome, now, action=action, detail=detail), False
+            return self._new(facts, outcome, at, action=action, detail=detail), False
         if current.outcome in TERMINAL:
-            self._count_delivery(current, now, facts.function)
+            self._count_delivery(current, at, facts.function)
             return current, False
         # An earlier delivery of it is retrying or in progress: this verdict is final.
         attempt = current.attempts + 1
         taken = self.store.replace(current.evolve(
             outcome=outcome, action=action, detail=detail, attempts=attempt,
-            updated_at=utc_iso(now), claim_expires_at_s=0.0,
+            updated_at=at, claim_expires_at_s=0.0,
             history=add_history(current.history, {
-                "n": attempt, "at": utc_iso(now), "function": facts.function,
+                "n": attempt, "at": at, "function": facts.function,
                 "outcome": outcome.value, "action": action[:_HISTORY_ACTION_CHARS]})),
             etag=current.etag)
         return (taken or current), taken is not None

@@ -18,6 +18,10 @@ from handlers.settings import SettingsReader
 LEDGER_BACKEND = "AMLEVENTS_LEDGER"
 LEDGER_PATH = "AMLEVENTS_LEDGER_PATH"
 LEDGER_RETENTION_DAYS = "AMLEVENTS_LEDGER_RETENTION_DAYS"
+# SQLite only: `normal` (WAL, synced at checkpoints: an app crash loses nothing, a power loss may
+# lose the last commits) or `full` (every commit synced: for SQLite in production anyway).
+LEDGER_SYNC = "AMLEVENTS_LEDGER_SYNC"
+SYNC_CHOICES = ("normal", "full")
 DEFAULT_RETENTION_DAYS = 90
 # Longer than Event Grid retries one event (24 hours at most): a row pruned sooner could let a
 # late redelivery act a second time.
@@ -41,13 +45,15 @@ class LedgerSettings:
 
     backend: str
     path: str
+    sync: str = "normal"
 
     @classmethod
     def from_mapping(cls, env: Mapping[str, str]) -> LedgerSettings:
         """Build and validate from a mapping such as os.environ."""
         reader = SettingsReader(env)
         settings = cls(backend=reader.choice(LEDGER_BACKEND, ("sqlite", "table"), "sqlite"),
-                       path=reader.text(LEDGER_PATH, default_ledger_path(env)))
+                       path=reader.text(LEDGER_PATH, default_ledger_path(env)),
+                       sync=reader.choice(LEDGER_SYNC, SYNC_CHOICES, "normal"))
         reader.raise_if_invalid()
         return settings
 

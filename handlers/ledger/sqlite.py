@@ -11,6 +11,7 @@ older version is opened; older versions ignore columns they do not know.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import sqlite3
 import threading
@@ -51,29 +52,50 @@ CREATE TABLE IF NOT EXISTS state (
 """
 # Columns added after the first release, with their definitions (added to older files on open).
 _ADDED = {"history": "TEXT NOT NULL DEFAULT ''", "event": "TEXT NOT NULL DEFAULT ''"}
+# Every index is written by every claim (and an index on a column an update sets, by every
+# update): only those the queries need. `prune` finds old rows through received_at (a row is
+# updated after it is received), so updated_at has none; files that have one lose it on open.
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS events_event_id ON events (event_id);
 CREATE INDEX IF NOT EXISTS events_received_at ON events (received_at);
-CREATE INDEX IF NOT EXISTS events_updated_at ON events (updated_at);
+DROP INDEX IF EXISTS events_updated_at;
 """
 _COLUMNS = ("key", "event_id", "event_type", "subject", "topic", "function", "received_at",
             "updated_at", "outcome", "action", "detail", "attempts", "claim_expires_at_s",
             "history")
+# What `replace` writes: an event's facts (id, type, subject, topic, received_at) are fixed when
+# its row is inserted, and an UPDATE that names an indexed column rewrites that index too.
+_MUTABLE = ("function", "updated_at", "outcome", "action", "detail", "attempts",
+            "claim_expires_at_s", "history")
 _SELECT = f"SELECT {', '.join(_COLUMNS)}, version FROM events"
+# Built once (not per call): the statements every event runs.
+_INSERT = (f"INSERT OR IGNORE INTO events ({', '.join(_COLUMNS)}, version, event) "
+           f"VALUES ({', '.join('?' * len(_COLUMNS))}, 1, ?)")
+_UPDATE = (f"UPDATE events SET {', '.join(f'{name} = ?' for name in _MUTABLE)}, "
+           "version = version + 1 WHERE key = ? AND version = ?")
+_GET = f"{_SELECT} WHERE key = ?"
+_column_values = operator.attrgetter(*_COLUMNS)  # Outcome is a str: SQLite stores its value
+_mutable_values = operator.attrgetter(*_MUTABLE)
+# synchronous, by AMLEVENTS_LEDGER_SYNC (handlers/ledger/settings.py; docs/ledger.md).
+SYNC_PRAGMAS = {"normal": "NORMAL", "full": "FULL"}
 
 
 def _entry(row: tuple[Any, ...]) -> LedgerEntry:
-    values = dict(zip(_COLUMNS, row[:-1]))
+    values = dict(zip(_COLUMNS, row))
     values["outcome"] = Outcome(values["outcome"])
-    return LedgerEntry(**values, etag=str(row[-1]))
+    values["etag"] = str(row[-1])
+    return LedgerEntry.of(values)
 
 
 class SqliteLedgerStore:
     """A LedgerStore in one SQLite file (or ':memory:' for a single-thread scratch ledger)."""
 
-    def __init__(self, path: str, *, busy_timeout_ms: int = 10_000) -> None:
+    def __init__(self, path: str, *, busy_timeout_ms: int = 10_000, sync: str = "normal") -> None:
+        if sync not in SYNC_PRAGMAS:
+            raise ValueError(f"sync must be one of {', '.join(SYNC_PRAGMAS)}, got {sync!r}")
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
+        self.sync = sync
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -84,7 +106,8 @@ class SqliteLedgerStore:
             conn.executescript(_SCHEMA)
             _add_missing_columns(conn)
             conn.executescript(_INDEXES)
-            _check_writable(conn)
+            if path != ":memory:":
+                _check_writable(path)
         except (OSError, sqlite3.Error) as exc:
             # A read-only app folder (run from package) must fail loudly, naming the setting.
             raise SettingError(LEDGER_PATH, f"the SQLite ledger at {path} cannot be created or "
@@ -97,8 +120,10 @@ class SqliteLedgerStore:
                                    isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
             conn.execute("PRAGMA journal_mode=WAL")
-            # NORMAL is durable across application crashes in WAL mode (fsync at checkpoints).
-            conn.execute("PRAGMA synchronous=NORMAL")
+            # NORMAL (the default) is durable across application crashes in WAL mode, and syncs
+            # to disk at checkpoints only: a power loss can lose the last commits. FULL syncs
+            # every commit (AMLEVENTS_LEDGER_SYNC=full).
+            conn.execute(f"PRAGMA synchronous={SYNC_PRAGMAS[self.sync]}")
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
@@ -106,31 +131,20 @@ class SqliteLedgerStore:
 
     def insert(self, entry: LedgerEntry, *, event: bytes = b"") -> LedgerEntry | None:
         """Insert if the key is absent (INSERT OR IGNORE is the conditional insert)."""
-        values: list[Any] = [getattr(entry, name) for name in _COLUMNS]
-        values[_COLUMNS.index("outcome")] = entry.outcome.value
-        conn = self._conn()
-        cursor = conn.execute(
-            f"INSERT OR IGNORE INTO events ({', '.join(_COLUMNS)}, version, event) "
-            f"VALUES ({', '.join('?' * len(_COLUMNS))}, 1, ?)", [*values, as_text(event)])
-        inserted = cursor.rowcount == 1
-        return _with_etag(entry, "1") if inserted else None
+        cursor = self._conn().execute(_INSERT, (*_column_values(entry), as_text(event)))
+        return _with_etag(entry, "1") if cursor.rowcount == 1 else None
 
     def get(self, key: str) -> LedgerEntry | None:
         """The entry for a key, or None."""
-        row = self._conn().execute(f"{_SELECT} WHERE key = ?", (key,)).fetchone()
+        row = self._conn().execute(_GET, (key,)).fetchone()
         return _entry(row) if row else None
 
     def replace(self, entry: LedgerEntry, *, etag: str) -> LedgerEntry | None:
-        """Replace when the version still matches the ETag."""
-        assignments = ", ".join(f"{name} = ?" for name in _COLUMNS[1:])
-        values = [getattr(entry, name) for name in _COLUMNS[1:]]
-        values[_COLUMNS.index("outcome") - 1] = entry.outcome.value
-        conn = self._conn()
-        cursor = conn.execute(
-            f"UPDATE events SET {assignments}, version = version + 1 "
-            "WHERE key = ? AND version = ?", (*values, entry.key, int(etag or 0)))
-        updated = cursor.rowcount == 1
-        return _with_etag(entry, str(int(etag) + 1)) if updated else None
+        """Replace the row's outcome when its version still matches the ETag (the event's facts
+        never change: see _MUTABLE)."""
+        cursor = self._conn().execute(
+            _UPDATE, (*_mutable_values(entry), entry.key, int(etag or 0)))
+        return _with_etag(entry, str(int(etag) + 1)) if cursor.rowcount == 1 else None
 
     def entries(self, *, limit: int | None = None) -> list[LedgerEntry]:
         """Entries oldest first."""
@@ -164,9 +178,11 @@ class SqliteLedgerStore:
 
     def prune(self, updated_before: str, *, now_s: float) -> int:
         """Delete rows last updated before the time, except live claims."""
+        # received_at <= updated_at: the received_at index finds the candidates.
         cursor = self._conn().execute(
-            "DELETE FROM events WHERE updated_at < ? AND NOT "
-            "(outcome = 'in_progress' AND claim_expires_at_s > ?)", (updated_before, now_s))
+            "DELETE FROM events WHERE received_at < ? AND updated_at < ? AND NOT "
+            "(outcome = 'in_progress' AND claim_expires_at_s > ?)",
+            (updated_before, updated_before, now_s))
         return int(cursor.rowcount)
 
     def get_state(self, key: str) -> StateItem | None:
@@ -215,15 +231,13 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
                 raise
 
 
-def _check_writable(conn: sqlite3.Connection) -> None:
+def _check_writable(path: str) -> None:
     """A read-only file opens and reads, then fails every write: find out at open (health 503,
-    the setting named), not at the first event. The probe write is rolled back."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        conn.execute("INSERT OR REPLACE INTO state (key, value, version) VALUES ('', '{}', 0)")
-    finally:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
+    the setting named), not at the first event. Without taking a lock: WAL also writes beside it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    for target in (path, folder):
+        if not os.access(target, os.W_OK):
+            raise PermissionError(f"{target} is read-only")
 
 
 def _with_etag(entry: LedgerEntry, etag: str) -> LedgerEntry:

@@ -21,4 +21,4 @@ def open_store(env: Mapping[str, str]) -> LedgerStore:
         return TableLedgerStore.from_settings(env)
     from handlers.ledger.sqlite import SqliteLedgerStore
 
-    return SqliteLedgerStore(settings.path)
+    return SqliteLedgerStore(settings.path, sync=settings.sync)

@@ -69,21 +69,35 @@ class StoredEvent:
 
 
 def encode_event(event: Mapping[str, Any], *, schema: str,
-                 clean: Callable[[str], str] | None = None) -> bytes:
-    """The stored form of one received event (masked, compressed if large, bounded)."""
-    cleaned, masked = _masked(event, clean)
-    record: dict[str, Any] = {"v": FORMAT_VERSION, "schema": schema, "event": cleaned,
-                              "masked": masked}
+                 clean: Callable[[str], str] | None = None,
+                 screen: Callable[[str], bool] | None = None) -> bytes:
+    """The stored form of one received event (masked, compressed if large, bounded).
+
+    `clean` masks one string. `screen(document)` is False only when no string in the JSON
+    document needs `clean` (redaction.may_need_masking): then the event is written as it came,
+    with one check of the whole document instead of one call per string (the common case).
+    """
+    record: dict[str, Any] = {"v": FORMAT_VERSION, "schema": schema, "event": event, "masked": 0}
+    cleaned, masked, text = event, 0, None
+    if clean is not None:
+        if screen is not None:
+            text = _text_or_none(record)
+            if text is not None and screen(text):
+                text = None  # something may need masking: string by string
+        if text is None:
+            cleaned, masked = _masked(event, clean)
+            record = {"v": FORMAT_VERSION, "schema": schema, "event": cleaned, "masked": masked}
+    if text is None:
+        text = _text_or_none(record)
     marker: dict[str, Any]
-    try:
-        text = _dumps(record)
-    except (RecursionError, ValueError):  # nested deeper than json.dumps can go
+    if text is None:  # nested deeper than json.dumps can go
         marker = {"reason": "nested too deeply to store"}
     else:
-        stored = _pack(text)
+        data = _utf8(text)
+        stored = _pack(data)
         if len(stored) <= MAX_STORED_BYTES:
             return stored
-        marker = {"bytes": len(text), "sha256": hashlib.sha256(text).hexdigest()}
+        marker = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     envelope = {str(k): _short(v) for k, v in cleaned.items()
                 if str(k).lower() in _ENVELOPE_KEYS}
     return _pack(_dumps({"v": FORMAT_VERSION, "schema": schema, "event": envelope,
@@ -148,10 +162,24 @@ def _pack(text: bytes) -> bytes:
     return _ZLIB + zlib.compress(text, 6)
 
 
-def _dumps(record: Mapping[str, Any]) -> bytes:
+# Built once: json.dumps with options builds an encoder per call.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+
+
+def _text_or_none(record: Mapping[str, Any]) -> str | None:
+    try:
+        return _ENCODE(record)
+    except (RecursionError, ValueError):
+        return None
+
+
+def _utf8(text: str) -> bytes:
     # Lone surrogates (valid JSON escapes, invalid UTF-8) become U+FFFD: any store takes the rest.
-    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
     return text.encode("utf-8", "replace")
+
+
+def _dumps(record: Mapping[str, Any]) -> bytes:
+    return _utf8(_ENCODE(record))
 
 
 def _short(value: Any) -> Any:

@@ -89,7 +89,7 @@ class TableLedgerSettings:
 
 def table_client(settings: TableLedgerSettings,
                  credential: TokenCredential | None = None) -> TableClient:
-    """A TableClient for the settings (DefaultAzureCredential unless a credential is given)."""
+    """A TableClient for the settings (the process's credential unless one is given)."""
     from azure.data.tables import TableClient
 
     if settings.connection_string:
@@ -100,8 +100,8 @@ def table_client(settings: TableLedgerSettings,
             raise SettingError(settings.source,
                                "is not a valid storage connection string") from exc
     if credential is None:
-        from azure.identity import DefaultAzureCredential
+        from handlers.adapters.credential import shared_credential
 
-        credential = DefaultAzureCredential(managed_identity_client_id=settings.client_id or None)
+        credential = shared_credential(settings.client_id)
     return TableClient(endpoint=settings.endpoint, table_name=settings.table_name,
                        credential=credential, **_CLIENT_OPTIONS)

@@ -39,7 +39,13 @@ from handlers.outcome import ActionResult, Outcome
 from handlers.publish.publish import published
 from handlers.runtime import telemetry
 from handlers.runtime.context import HandlerContext
-from handlers.runtime.redaction import install_redaction, redact, secret_values
+from handlers.runtime.redaction import (
+    install_redaction,
+    json_forms,
+    may_need_masking,
+    redact,
+    secret_values,
+)
 from handlers.runtime.routing import CONCERN_HANDLERS, accepts, concern_key, concerns_for
 from handlers.runtime.settings import ALLOWED_TOPICS, CoreSettings
 from handlers.settings import SettingsCache
@@ -81,7 +87,9 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._secrets = secret_values(self.env)
         # Masks the strings of stored events; most repeat from event to event (topic, types).
-        self._clean_stored = functools.lru_cache(maxsize=4096)(self._clean)
+        self._clean_cached = functools.lru_cache(maxsize=4096)(self._clean)
+        # One check of a stored event's JSON spares masking its strings one by one.
+        self._screen = functools.partial(may_need_masking, secrets=json_forms(self._secrets))
 
     @property
     def ledger(self) -> Ledger:
@@ -90,6 +98,9 @@ class Dispatcher:
 
     def context(self) -> HandlerContext:
         """Settings, ledger and adapters, validated and built on first use."""
+        built = self._context
+        if built is not None:  # every event after the first: no lock
+            return built
         with self._lock:
             if self._context is None:
                 settings = self.cache.of(CoreSettings.from_mapping)
@@ -128,7 +139,7 @@ class Dispatcher:
                               event_id=envelope.id, event_type=envelope.event_type,
                               subject=envelope.subject, topic=envelope.topic, function=function,
                               raw=envelope.raw, schema=envelope.schema,
-                              clean=self._clean_stored)
+                              clean=self._clean_stored, screen=self._screen)
         telemetry.annotate(facts)
         try:
             ctx = self.context()
@@ -251,6 +262,10 @@ class Dispatcher:
 
     def _clean(self, text: str) -> str:
         return redact(text, self._secrets)
+
+    def _clean_stored(self, text: str) -> str:
+        # Short strings repeat (topic, types, tag names): cached; long ones are not held.
+        return self._clean_cached(text) if len(text) <= 256 else self._clean(text)
 
     @staticmethod
     def _result(entry: LedgerEntry, *, duplicate: bool = False) -> DispatchResult:

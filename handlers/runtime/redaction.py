@@ -8,9 +8,11 @@ segments of known webhook URLs, bearer tokens and JWTs, connection-string keys.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import urllib.parse
+import weakref
 from collections.abc import Iterable, Mapping
 
 # A setting whose name matches is secret; so is any value that looks like a connection string.
@@ -31,9 +33,10 @@ _MIN_PATH_LENGTH = 8  # a webhook URL's path is masked too (a receiver may echo 
 # Query parameters whose value is a credential, in a URL or echoed without it, maybe
 # percent-encoded: `sig` (Logic Apps / Teams Workflows / storage SAS signature; `sp`, `sv`, `se`
 # are its permissions, version and expiry, not secret), `code` (Azure Functions keys), `key` and
-# `token` (Google Chat, many webhooks), API keys, OAuth tokens, passwords.
+# `token` (Google Chat, many webhooks), API keys, OAuth tokens, passwords. The separators are
+# spelled as literals, not [?&;]: the regex engine then skips to them instead of trying each place.
 _QUERY_SECRET = re.compile(
-    r"((?:[?&;]|%3F|%26)(?:sig|signature|code|key|apikey|api-key|api_key|x-api-key|"
+    r"((?:\?|&|;|%3F|%26)(?:sig|signature|code|key|apikey|api-key|api_key|x-api-key|"
     r"subscription-key|x-functions-key|token|access_token|accesstoken|auth|auth_token|"
     r"id_token|refresh_token|private_token|sas|sastoken|secret|client_secret|password|"
     r"passwd|pwd)(?:=|%3D))[^&\s\"'<>#;]+", re.IGNORECASE)
@@ -52,6 +55,10 @@ _SECRET_PATHS = re.compile(
 # masking their values ("2016-06-01") would mask ordinary dates and versions everywhere.
 _PUBLIC_QUERY_KEYS = frozenset({"api-version", "sp", "sv", "se", "st", "sr", "spr", "srt", "ss",
                                 "sip"})
+# The literal text (lower-cased) _SECRET_PATHS needs to match; checked on ASCII text only, where
+# str.lower and re.IGNORECASE agree. Every literal any shape needs, for `may_need_masking`.
+_PATH_WORDS = ("hooks.slack", "/services/", "webhook")
+_SHAPE_WORDS = (*_PATH_WORDS, "bearer")  # the connection-string hints all need "=" too
 _BEARER = re.compile(r"(\bbearer\s+)[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 
@@ -101,26 +108,59 @@ def _forms(value: str) -> set[str]:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """Mask every known secret value, and every secret recognized by its shape, in `text`."""
+    """Mask every known secret value, and every secret recognized by its shape, in `text`.
+
+    Each shape's regex runs only when the literal text it needs is there (the common case, a
+    line with no secret in it, is a few substring checks: no regex pass over long details).
+    """
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, MASK)
-    if "=" in text or "%3" in text.upper():
+    if "=" in text or "%3" in text:
         text = _QUERY_SECRET.sub(lambda m: m.group(1) + MASK, text)
-    if "@" in text:
+    if "@" in text and "://" in text:
         text = _USER_INFO.sub(lambda m: f"{m.group(1)}{MASK}@", text)
     if "nonnumeric port" in text:
         text = _BAD_PORT.sub(lambda m: f"{m.group(1)}{MASK}'", text)
-    if "/" in text:
+    ascii_only = text.isascii()
+    lowered = text.lower()
+    if "/" in text and (not ascii_only or any(word in lowered for word in _PATH_WORDS)):
         text = _SECRET_PATHS.sub(lambda m: m.group(1) + MASK, text)
     if "eyJ" in text:
         text = _JWT.sub(MASK, text)
-    lowered = text.lower()
-    if "bearer" in lowered:
+    if "bearer" in lowered or not ascii_only:
         text = _BEARER.sub(lambda m: m.group(1) + MASK, text)
-    if not any(hint in lowered for hint in _CONNECTION_STRING_HINTS):
+    if ascii_only and not any(hint in lowered for hint in _CONNECTION_STRING_HINTS):
         return text  # the common case, without a regex pass over long details
     return _CONNECTION_STRING_PART.sub(lambda m: f"{m.group(1)}={MASK}", text)
+
+
+def may_need_masking(text: str, secrets: Iterable[str]) -> bool:
+    """False only when `redact` would leave `text`, and every string quoted in it, as it is.
+
+    For a JSON document (the stored event): a string in it that holds a secret makes the document
+    hold it too, so one check of the document spares masking its strings one by one. `secrets`
+    must include the JSON-escaped forms (`json_forms`). Substring checks only: a secret's shape
+    needs text (`=`, `@` and `://`, `/services/`...) that escaping never changes; non-ASCII text
+    answers True (re.IGNORECASE matches `ſ` as `s`, str.lower does not).
+    """
+    if not text.isascii() or any(secret in text for secret in secrets):
+        return True
+    # One-character checks first (memchr): each guards a longer literal its shape needs.
+    if "=" in text or ("%" in text and "%3" in text) or ("J" in text and "eyJ" in text) or (
+            "'" in text and "nonnumeric port" in text) or ("@" in text and "://" in text):
+        return True
+    lowered = text.lower()
+    return any(word in lowered for word in _SHAPE_WORDS)
+
+
+def json_forms(secrets: Iterable[str]) -> tuple[str, ...]:
+    """The secrets and, where JSON escapes them differently (quotes, backslashes, controls),
+    their escaped forms, as a JSON document holds them (see `may_need_masking`)."""
+    forms = dict.fromkeys(secrets)
+    for secret in list(forms):
+        forms.setdefault(json.dumps(secret, ensure_ascii=False)[1:-1])
+    return tuple(forms)
 
 
 class RedactingFilter(logging.Filter):
@@ -129,8 +169,15 @@ class RedactingFilter(logging.Filter):
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
         self.secrets = tuple(secrets)
+        self._last: weakref.ref[logging.LogRecord] | None = None
 
     def filter(self, record: logging.LogRecord) -> bool:
+        # The same filter sits on every handler, which log one record after the other: it is
+        # masked once, not once per handler (a weak reference: no attribute added to the record).
+        last = self._last
+        if last is not None and last() is record:
+            return True
+        self._last = weakref.ref(record)
         message = record.getMessage()
         cleaned = redact(message, self.secrets)
         if cleaned != message:

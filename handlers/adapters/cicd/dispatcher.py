@@ -59,11 +59,10 @@ def build_dispatcher(settings: CicdSettings, auth: GitHubAuth, ledger: Ledger) -
             "GitHub", timeout_s=settings.timeout_s, ca_file=settings.ca_file, ca_setting=CA_FILE),
             clock=ledger.clock)
     if "azurePipelines" in settings.services:
-        from azure.identity import DefaultAzureCredential
-
         from handlers.adapters.cicd.azure_pipelines import AzurePipelines
+        from handlers.adapters.credential import shared_credential
 
-        services["azurePipelines"] = AzurePipelines(settings, DefaultAzureCredential(), JsonClient(
+        services["azurePipelines"] = AzurePipelines(settings, shared_credential(), JsonClient(
             "Azure DevOps", timeout_s=settings.timeout_s, ca_file=settings.ca_file,
             ca_setting=CA_FILE), clock=ledger.clock)
     return CicdRunner(settings, ledger, services)

@@ -76,12 +76,11 @@ class AcsEmailChannel:
                     self._client = EmailClient.from_connection_string(self._connection_string,
                                                                       **kwargs)
                 else:
-                    from azure.identity import DefaultAzureCredential
+                    from handlers.adapters.credential import shared_credential
 
-                    # The same policy for the token request: the identity endpoint's default
-                    # retries would hold this invocation ~5 s when it is unreachable.
-                    credential = DefaultAzureCredential(**retry)
-                    self._client = EmailClient(self._endpoint, credential, **kwargs)
+                    # The process's credential: one quick retry for the token request too (the
+                    # identity endpoint's default retries would hold this invocation ~5 s).
+                    self._client = EmailClient(self._endpoint, shared_credential(), **kwargs)
             return self._client
 
     def send(self, message: Message) -> str:

@@ -231,3 +231,20 @@ def test_data_of_wrong_type_is_named(sample: Sample) -> None:
     raw["data"] = [1, 2]
     with pytest.raises(InvalidEvent, match="data: must be an object"):
         ev.parse_event(raw)
+
+
+def test_the_documented_spelling_wins_over_another_casing_of_the_same_key(sample: Sample) -> None:
+    # The documented key is read first (one look-up); another casing only when it is absent.
+    raw = sample("model_registered")
+    raw["data"]["modelname"] = "another-spelling"
+    assert ev.parse_event(raw).model_name == sample("model_registered")["data"]["ModelName"]
+    del raw["data"]["ModelName"]
+    assert ev.parse_event(raw).model_name == "another-spelling"
+
+
+@pytest.mark.parametrize("spelling", ["specversion", "specVersion", "SPECVERSION"])
+def test_a_cloud_event_is_told_apart_by_specversion_in_any_casing(sample: Sample,
+                                                                   spelling: str) -> None:
+    event = ev.parse_event(to_cloud_event(sample("model_registered"), spec_key=spelling))
+    assert event.envelope.schema == ev.CLOUD_EVENT_SCHEMA
+    assert ev.parse_event(sample("model_registered")).envelope.schema == ev.EVENT_GRID_SCHEMA

@@ -309,3 +309,31 @@ def test_every_store_answers_the_replayed_route(backend_env: dict[str, str],
     row = dispatcher.ledger.get(result.key)
     assert row is not None and row.function == "on_drift_detected"
     dispatcher.ledger.close()
+
+
+def test_only_the_indexes_the_queries_use_are_kept(tmp_path: Path) -> None:
+    # GIVEN a file with the updated_at index the previous version created (every update wrote it)
+    path = tmp_path / "indexed.sqlite3"
+    SqliteLedgerStore(str(path)).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE INDEX events_updated_at ON events (updated_at)")
+    conn.close()
+    # WHEN this version opens it THEN the index is gone, and prune finds old rows by received_at
+    clock = [1_700_000_000.0]
+    ledger = Ledger(SqliteLedgerStore(str(path)), clock=lambda: clock[0])
+    with sqlite3.connect(path) as conn:
+        indexes = {row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' "
+            "AND sql IS NOT NULL")}
+        plan = " ".join(str(row) for row in conn.execute(
+            "EXPLAIN QUERY PLAN DELETE FROM events WHERE received_at < ? AND updated_at < ? "
+            "AND NOT (outcome = 'in_progress' AND claim_expires_at_s > ?)", ("x", "x", 0.0)))
+    conn.close()
+    assert indexes == {"events_event_id", "events_received_at"}
+    assert "events_received_at" in plan
+    settle(ledger, received(1), Outcome.DONE)
+    clock[0] += 10 * 86_400
+    settle(ledger, received(2), Outcome.DONE)
+    assert ledger.prune(older_than_s=86_400) == 1
+    assert [e.key for e in ledger.entries()] == [received(2).key]
+    ledger.close()

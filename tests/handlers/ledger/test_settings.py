@@ -43,3 +43,30 @@ def test_a_path_under_a_file_names_the_setting(tmp_path: Path) -> None:
     with pytest.raises(SettingError) as caught:
         SqliteLedgerStore(str(tmp_path / "file" / "ledger.sqlite3"))
     assert caught.value.setting == "AMLEVENTS_LEDGER_PATH"
+
+
+# --- AMLEVENTS_LEDGER_SYNC: how often SQLite syncs to disk --------------------------------------
+
+def _synchronous(store: SqliteLedgerStore) -> int:
+    return int(store._conn().execute("PRAGMA synchronous").fetchone()[0])
+
+
+def test_sqlite_syncs_at_checkpoints_by_default_and_every_commit_when_full(tmp_path: Path) -> None:
+    from handlers.ledger.store import open_store
+
+    path = str(tmp_path / "ledger.sqlite3")
+    normal = open_store({"AMLEVENTS_LEDGER_PATH": path})
+    full = open_store({"AMLEVENTS_LEDGER_PATH": path, "AMLEVENTS_LEDGER_SYNC": "FULL"})
+    assert isinstance(normal, SqliteLedgerStore) and isinstance(full, SqliteLedgerStore)
+    # PRAGMA synchronous: 1 is NORMAL, 2 is FULL; WAL either way.
+    assert (_synchronous(normal), _synchronous(full)) == (1, 2)
+    assert full._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    normal.close()
+    full.close()
+
+
+def test_an_unknown_sync_mode_names_the_setting() -> None:
+    with pytest.raises(SettingError) as caught:
+        LedgerSettings.from_mapping({"AMLEVENTS_LEDGER_SYNC": "off"})
+    assert caught.value.setting == "AMLEVENTS_LEDGER_SYNC"
+    assert "normal, full" in str(caught.value)

@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import zlib
+from collections.abc import Callable
 
 import pytest
 
@@ -18,7 +19,7 @@ from handlers.ledger.stored_event import (
     decode_event,
     encode_event,
 )
-from handlers.runtime.redaction import redact, secret_values
+from handlers.runtime.redaction import json_forms, may_need_masking, redact, secret_values
 
 EVENT = {"id": "e-1", "topic": "/t", "subject": "models/m:1", "eventType": "X.ModelRegistered",
          "eventTime": "2024-01-01T00:00:00Z", "data": {"ModelName": "m", "ModelVersion": 1,
@@ -122,3 +123,32 @@ def test_the_text_form_keeps_plain_events_readable_and_round_trips() -> None:
     assert as_text(b"") == "" and from_text("") == b""
     with pytest.raises(StoredEventError):
         decode_event(from_text("z%%%not base64"))
+
+
+# --- one check of the document instead of masking string by string ------------------------------
+
+def _screen(secrets: tuple[str, ...]) -> Callable[[str], bool]:
+    forms = json_forms(secrets)
+    return lambda document: may_need_masking(document, forms)
+
+
+@pytest.mark.parametrize("tags", [
+    {"deploy": "true"},  # nothing to mask: stored as it came
+    {"hook": "https://hooks.example/abcdefgh"},  # a secret setting's value
+    {"uri": "https://acct.blob.core.windows.net/c/m.pkl?sv=2024&sig=SECRETSIG123"},  # a shape
+    {"note": 'say "pa\\ss"-word1'},  # a secret that JSON writes escaped
+    {"bearer": "Authorization: Bearer\tabc.def-ghi"},  # a shape across an escaped tab
+    {"name": "caf\u00e9 \u017fig=x"},  # not ASCII: string by string
+])
+def test_the_screened_form_is_the_form_masked_string_by_string(tags: dict[str, str]) -> None:
+    secrets = secret_values({"AMLEVENTS_NOTIFY_WEBHOOK_URL": "https://hooks.example/abcdefgh",
+                             "AMLEVENTS_SMTP_PASSWORD": 'say "pa\\ss"'})
+    event = {**EVENT, "data": {**EVENT["data"], "ModelTags": tags}}
+
+    def clean(text: str) -> str:
+        return redact(text, secrets)
+
+    screened = encode_event(event, schema="EventGridSchema", clean=clean, screen=_screen(secrets))
+    assert screened == encode_event(event, schema="EventGridSchema", clean=clean)
+    assert "abcdefgh" not in screened.decode() and "SECRETSIG123" not in screened.decode()
+    assert "pa\\\\ss" not in screened.decode() and "abc.def-ghi" not in screened.decode()

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import io
+import json
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from handlers.runtime.redaction import MASK, RedactingFilter, is_secret_setting, redact, secret_values
+from handlers.runtime.redaction import (
+    MASK,
+    RedactingFilter,
+    is_secret_setting,
+    json_forms,
+    may_need_masking,
+    redact,
+    secret_values,
+)
 
 
 @pytest.mark.parametrize("name", ["AMLEVENTS_TOPIC_KEY", "AMLEVENTS_SMTP_PASSWORD",
@@ -152,3 +166,63 @@ def test_secret_settings_are_recognized_by_name(name: str, secret: bool) -> None
     assert is_secret_setting(name) is secret
     env = {name: "https://account.blob.core.windows.net/c?sv=2022-11-02&sp=rw&sig=c2VjcmV0"}
     assert (secret_values(env) != ()) is secret
+
+
+# --- cheap when nothing is secret (issue 17) ------------------------------------------------------
+
+_PIECES = ["https://", "user:pw@", "@", "/", "?sig=", "&code=", ";key=", "%3Fsig%3D", "%26token%3D",
+           "=", "abc", "XYZ123", " ", "\t", "\n", '"', "\\", "hooks.slack.com/services/",
+           "/services/T0ABCDEFG/B0ABCDEFG/", "/webhookb2/", "office.com/webhook/",
+           "/api/webhooks/123/", "Bearer ", "bearer\t", "eyJhbGciOi.eyJzdWIiOi.sig",
+           "AccountKey=", "Password=", "nonnumeric port: 'x@y'", "\u017f", "\u212a", "é",
+           "hook\u017f.slack.com/a/", "api-version=2020-01-01", "token", "SECRET-VALUE-1",
+           'q"uote-secret']
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(st.sampled_from(_PIECES), max_size=6).map("".join), max_size=4))
+def test_a_document_said_to_need_no_masking_has_no_string_that_does(strings: list[str]) -> None:
+    secrets = secret_values({"AMLEVENTS_X_KEY": "SECRET-VALUE-1",
+                             "AMLEVENTS_Y_PASSWORD": 'q"uote-secret'})
+    document = json.dumps({"event": {f"k{i}": s for i, s in enumerate(strings)}, "n": 1},
+                          ensure_ascii=False)
+    if not may_need_masking(document, json_forms(secrets)):
+        assert all(redact(s, secrets) == s for s in strings)
+
+
+def test_an_ordinary_event_needs_no_masking(sample: Callable[[str], dict[str, Any]]) -> None:
+    for name in ("run_status_changed", "dataset_drift_detected", "model_registered"):
+        assert not may_need_masking(json.dumps(sample(name), ensure_ascii=False), ())
+
+
+class _Counted:
+    """A log argument that counts how often the message is formatted."""
+
+    def __init__(self) -> None:
+        self.formatted = 0
+
+    def __str__(self) -> str:
+        self.formatted += 1
+        return "value"
+
+
+def test_a_record_is_masked_once_however_many_handlers_log_it() -> None:
+    logger = logging.getLogger("amlevents.test.redaction.once")
+    logger.propagate = False
+    shared = RedactingFilter(["p@ssw0rd-123"])
+    streams = [io.StringIO(), io.StringIO()]
+    handlers = [logging.StreamHandler(stream) for stream in streams]
+    for handler in handlers:
+        handler.addFilter(shared)
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        argument = _Counted()
+        logger.info("a %s", argument)
+        logger.info("login with %s", "p@ssw0rd-123")
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+    # The filter formats the first message once, each handler once: three, not four.
+    assert argument.formatted == 3
+    assert all(s.getvalue().splitlines() == ["a value", f"login with {MASK}"] for s in streams)

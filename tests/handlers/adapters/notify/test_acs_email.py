@@ -235,3 +235,15 @@ def test_a_429_is_throttling_and_retryable(tmp_path: Path,
         with pytest.raises(RetryableError, match="acs: HTTP 429"):
             _channel(fake).send(_message(sample))
     assert fake.sent == []
+
+
+def test_a_500_is_retryable_and_a_499_permanent(tmp_path: Path,
+                                               sample: Callable[[str], dict[str, Any]]) -> None:
+    # The boundary of "server error": 500 itself is transient, the highest 4xx is not
+    with start_fake_acs(tmp_path) as fake:
+        fake.fail_next_send = [500, 500, 500, 500]
+        with pytest.raises(RetryableError, match="acs: HTTP 500"):
+            _channel(fake).send(_message(sample))
+        fake.fail_next_send = [499]
+        with pytest.raises(PermanentError, match="acs: HTTP 499"):
+            _channel(fake).send(_message(sample))
