@@ -9,6 +9,7 @@ would stop every function of the app.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -124,6 +125,21 @@ class SettingsReader:
         except re.error as exc:
             self.problem(name, f"is not a valid regular expression: {exc}")
             return re.compile(re.escape(default))
+
+    def json_objects(self, name: str, what: str = "objects") -> list[dict[str, Any]]:
+        """A JSON array of objects (rules, say); [] when unset or invalid (the problem recorded)."""
+        raw = self._raw(name)
+        if raw is None:
+            return []
+        try:
+            items = json.loads(raw)
+        except ValueError as exc:
+            self.problem(name, f"is not valid JSON: {exc}")
+            return []
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            self.problem(name, f"must be a JSON array of {what}")
+            return []
+        return items
 
     def raise_if_invalid(self) -> None:
         """Raise one SettingError naming every setting at fault."""

@@ -25,7 +25,6 @@ private key, e.g. from a Key Vault reference); Azure Pipelines uses the app's ma
 
 from __future__ import annotations
 
-import json
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -205,17 +204,7 @@ def _base_url(reader: SettingsReader, name: str, default: str) -> str:
 
 def parse_rules(reader: SettingsReader) -> tuple[CicdRule, ...]:
     """The rules in AMLEVENTS_CICD_RULES (a JSON array of objects); problems go to `reader`."""
-    raw = reader.text(RULES)
-    if not raw:
-        return ()
-    try:
-        items = json.loads(raw)
-    except ValueError as exc:
-        reader.problem(RULES, f"is not valid JSON: {exc}")
-        return ()
-    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-        reader.problem(RULES, "must be a JSON array of rule objects")
-        return ()
+    items = reader.json_objects(RULES, "rule objects")
     rules = []
     seen: set[str] = set()
     for index, item in enumerate(items):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 import urllib.parse
 from collections.abc import Mapping
@@ -107,17 +106,7 @@ class NotifySettings:
 
 def parse_rules(reader: SettingsReader) -> tuple[Rule, ...]:
     """The rules in AMLEVENTS_NOTIFY_RULES (a JSON array of objects); problems go to `reader`."""
-    raw = reader.text(RULES)
-    if not raw:
-        return ()
-    try:
-        items = json.loads(raw)
-    except ValueError as exc:
-        reader.problem(RULES, f"is not valid JSON: {exc}")
-        return ()
-    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-        reader.problem(RULES, "must be a JSON array of rule objects")
-        return ()
+    items = reader.json_objects(RULES, "rule objects")
     return tuple(_rule(item, index, reader) for index, item in enumerate(items))
 
 
