@@ -60,7 +60,11 @@ def well_formed(value: Any) -> Any:
 
 def printable(text: str, limit: int = VALUE_MAX) -> str:
     """One printable line: breaks become spaces, controls U+FFFD, at most `limit` characters."""
-    text = _CONTROL.sub("\ufffd", _BREAKS.sub(" ", well_formed(str(text))))
+    text = str(text)
+    # Printable ASCII holds no break, control, surrogate or bidi mark: skip the two regex passes
+    # (most run ids and names; this is most of a notification's cost in a storm).
+    if not (text.isascii() and text.isprintable()):
+        text = _CONTROL.sub("\ufffd", _BREAKS.sub(" ", well_formed(text)))
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
