@@ -41,6 +41,7 @@ from dataclasses import replace
 from typing import Any
 
 from handlers.adapters.azure_ml import classify
+from handlers.adapters.run_intent import drop_intent, record_intent
 from handlers.errors import AmlEventsError, InvalidEvent, PermanentError, RetryableError, SettingError
 from handlers.events.monitor import breach_message
 from handlers.events.workspace import WorkspaceRef
@@ -253,7 +254,8 @@ class AzureMlJobRunner:
             if folded is not None:
                 return folded
         intent = self._intent(plan)
-        self._record_intent(key, plan, intent, expected_last=last)
+        record_intent(self.ledger, key, intent, field="job_name", expected_last=last,
+                      now=self.clock(), grace_s=self.grace_s, monitor=plan.monitor)
         job = self._submit(ml, plan, target, key, intent)
         self._settle(key, intent, job)
         return ActionResult.done(plan, job_name=plan.job_name, job_status=_status(job))
@@ -307,7 +309,7 @@ class AzureMlJobRunner:
                     return found  # the name is taken by this event's job: that is the answer
             error = exc if isinstance(exc, AmlEventsError) else _ours(exc, target.workspace)
             if isinstance(error, PermanentError) or _nothing_started(exc):
-                self._drop_intent(key, str(intent["job_name"]))
+                drop_intent(self.ledger, key, field="job_name", value=str(intent["job_name"]))
             if error is exc:
                 raise
             raise error from exc
@@ -352,22 +354,6 @@ class AzureMlJobRunner:
                                      f"({exc}); a redelivery looks job {plan.job_name} up") from exc
             raise
 
-    def _record_intent(self, key: str, plan: RetrainPlan, intent: Mapping[str, Any],
-                       expected_last: Mapping[str, Any] | None) -> None:
-        def change(current: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-            state = dict(current or {})
-            other = state.get("pending")
-            if state.get("last") != expected_last or (
-                    other and other.get("job_name") != plan.job_name
-                    and self.clock() - float(other["since_s"]) < self.grace_s):
-                return None  # another event moved first; re-evaluate on redelivery
-            return {**state, "pending": dict(intent)}
-
-        stored = self.ledger.update_state(key, change) or {}
-        if stored.get("pending") != dict(intent):
-            raise RetryableError(f"retraining state of monitor {plan.monitor} changed meanwhile; "
-                                 "will retry")
-
     def _settle(self, key: str, intent: Mapping[str, Any], job: Any) -> Mapping[str, Any]:
         started_at_s = float(intent["since_s"])
         record: dict[str, Any] = {
@@ -392,15 +378,6 @@ class AzureMlJobRunner:
         stored = self.ledger.update_state(key, change) or {}
         return stored.get("last") or record
 
-    def _drop_intent(self, key: str, job_name: str) -> None:
-        def change(current: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-            state = dict(current or {})
-            if (state.get("pending") or {}).get("job_name") != job_name:
-                return None
-            state.pop("pending")
-            return state
-
-        self.ledger.update_state(key, change)
 
 
 def _find(ml: Any, name: str) -> Any | None:

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from handlers.adapters.retry_after import retry_after_s
+from handlers.adapters.run_intent import drop_intent, record_intent
 from handlers.errors import PermanentError, RetryableError, SettingError
 from handlers.ledger.ledger import Ledger, utc_iso
 from handlers.outcome import ActionResult
@@ -113,7 +114,8 @@ class DataFactoryRunner:
         intent = {"request_id": plan.request_id, "since_s": self.clock(),
                   "target": plan.target.as_dict(), "request_parameter": plan.request_parameter,
                   "drift_run_id": plan.drift_run_id}
-        self._record_intent(key, plan, intent, expected_last=last)
+        record_intent(self.ledger, key, intent, field="request_id", expected_last=last,
+                      now=self.clock(), grace_s=self.grace_s, monitor=plan.monitor)
         run_id = self._create_run(plan, key, intent)
         self._settle(key, intent, run_id)
         return ActionResult.done(plan, run_id=run_id)
@@ -130,7 +132,8 @@ class DataFactoryRunner:
                     target.resource_group, target.factory, target.pipeline,
                     parameters=dict(plan.parameters), retry_total=0))
         except PermanentError:
-            self._drop_intent(key, intent["request_id"])  # a 4xx: ADF did not start anything
+            # a 4xx: ADF did not start anything
+            drop_intent(self.ledger, key, field="request_id", value=intent["request_id"])
             raise
         except RetryableError as exc:
             from azure.core.exceptions import ServiceRequestError
@@ -139,7 +142,7 @@ class DataFactoryRunner:
             # another 5xx is ambiguous, so the intent stays and a redelivery reconciles it.
             cause = exc.__cause__
             if _status_code(cause) in (409, 429, 503) or isinstance(cause, ServiceRequestError):
-                self._drop_intent(key, intent["request_id"])
+                drop_intent(self.ledger, key, field="request_id", value=intent["request_id"])
             raise
         run_id = getattr(response, "run_id", None)
         if not run_id:
@@ -198,22 +201,6 @@ class DataFactoryRunner:
             query["continuationToken"] = token
         return None
 
-    def _record_intent(self, key: str, plan: RetrainPlan, intent: Mapping[str, Any],
-                       expected_last: Mapping[str, Any] | None) -> None:
-        def change(current: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-            state = dict(current or {})
-            other = state.get("pending")
-            if state.get("last") != expected_last or (
-                    other and other.get("request_id") != plan.request_id
-                    and self.clock() - float(other["since_s"]) < self.grace_s):
-                return None  # someone else moved first; re-evaluate on redelivery
-            return {**state, "pending": dict(intent)}
-
-        stored = self.ledger.update_state(key, change) or {}
-        if stored.get("pending") != dict(intent):
-            raise RetryableError(f"retraining state of monitor {plan.monitor} changed meanwhile; "
-                                 "will retry")
-
     def _settle(self, key: str, intent: Mapping[str, Any], run_id: str) -> Mapping[str, Any]:
         record = {"run_id": run_id, "request_id": intent["request_id"],
                   "started_at_s": float(intent["since_s"]), "target": dict(intent["target"])}
@@ -230,15 +217,6 @@ class DataFactoryRunner:
         stored = self.ledger.update_state(key, change) or {}
         return stored.get("last") or record
 
-    def _drop_intent(self, key: str, request_id: str) -> None:
-        def change(current: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-            state = dict(current or {})
-            if (state.get("pending") or {}).get("request_id") != request_id:
-                return None
-            state.pop("pending")
-            return state
-
-        self.ledger.update_state(key, change)
 
 
 def _iso(epoch_s: float) -> str:
