@@ -178,3 +178,24 @@ def smtp_sink(tmp_dir: Path | None = None, *, user: str = "", password: str = ""
         yield sink
     finally:
         controller.stop()
+
+
+def live_channels_env(smtp: SmtpSink, acs: Any, teams: HttpReceiver, slack: HttpReceiver,
+                      webhook: HttpReceiver, *, webhook_secret: str) -> dict[str, str]:
+    """Settings that send notifications live on every channel: SMTP and the ACS fake
+    (`tests.fakes.acs.FakeAcs`), Teams, Slack and the webhook to these receivers."""
+    return {"AMLEVENTS_DRY_RUN_NOTIFY": "false",
+            "AMLEVENTS_NOTIFY_SMTP_HOST": "127.0.0.1",
+            "AMLEVENTS_NOTIFY_SMTP_PORT": str(smtp.port),
+            "AMLEVENTS_NOTIFY_SMTP_STARTTLS": "false",
+            "AMLEVENTS_NOTIFY_SMTP_FROM": "amlevents@contoso.com",
+            "AMLEVENTS_NOTIFY_SMTP_TO": "ml-team@contoso.com",
+            "AMLEVENTS_NOTIFY_ACS_CONNECTION_STRING": acs.connection_string,
+            "AMLEVENTS_NOTIFY_ACS_SENDER": "DoNotReply@contoso.azurecomm.net",
+            "AMLEVENTS_NOTIFY_ACS_TO": "ml-team@contoso.com",
+            "AMLEVENTS_NOTIFY_ACS_POLL_INTERVAL_S": "0.01",
+            "AMLEVENTS_NOTIFY_CA_FILE": acs.ca_path,
+            "AMLEVENTS_NOTIFY_TEAMS_URL": teams.url,
+            "AMLEVENTS_NOTIFY_SLACK_URL": slack.url,
+            "AMLEVENTS_NOTIFY_WEBHOOK_URL": webhook.url,
+            "AMLEVENTS_NOTIFY_WEBHOOK_SECRET": webhook_secret}

@@ -29,7 +29,14 @@ from handlers.outcome import TERMINAL, Outcome
 from handlers.runtime.routing import ON_MODEL_REGISTERED, ON_RUN_STATUS
 from tests.conftest import load_sample
 from tests.fakes.acs import ACCESS_KEY, FakeAcs, start_fake_acs
-from tests.fakes.notify import SECRET_PATH, HttpReceiver, SmtpSink, http_receiver, smtp_sink
+from tests.fakes.notify import (
+    SECRET_PATH,
+    HttpReceiver,
+    SmtpSink,
+    http_receiver,
+    live_channels_env,
+    smtp_sink,
+)
 from tests.reliability.conftest import Figures, Host, ledger_rows
 from tests.reliability.workers import dispatch_once
 
@@ -138,22 +145,9 @@ class Sinks:
     http: dict[str, HttpReceiver]
 
     def env(self) -> dict[str, str]:
-        return {"AMLEVENTS_DRY_RUN_NOTIFY": "false", "AMLEVENTS_NOTIFY_STORM_MAX": "1000",
-                "AMLEVENTS_NOTIFY_SMTP_HOST": "127.0.0.1",
-                "AMLEVENTS_NOTIFY_SMTP_PORT": str(self.smtp.port),
-                "AMLEVENTS_NOTIFY_SMTP_STARTTLS": "false",
-                "AMLEVENTS_NOTIFY_SMTP_FROM": "amlevents@contoso.com",
-                "AMLEVENTS_NOTIFY_SMTP_TO": "ml-team@contoso.com",
-                "AMLEVENTS_NOTIFY_ACS_CONNECTION_STRING": self.acs.connection_string,
-                "AMLEVENTS_NOTIFY_ACS_SENDER": "DoNotReply@contoso.azurecomm.net",
-                "AMLEVENTS_NOTIFY_ACS_TO": "ml-team@contoso.com",
-                "AMLEVENTS_NOTIFY_ACS_POLL_INTERVAL_S": "0.01",
-                "AMLEVENTS_NOTIFY_CA_FILE": self.acs.ca_path,
-                "AMLEVENTS_NOTIFY_TEAMS_URL": self.http["teams"].url,
-                "AMLEVENTS_NOTIFY_SLACK_URL": self.http["slack"].url,
-                "AMLEVENTS_NOTIFY_WEBHOOK_URL": self.http["webhook"].url,
-                "AMLEVENTS_NOTIFY_WEBHOOK_SECRET": WEBHOOK_SECRET,
-                "AMLEVENTS_HOST_KEY": HOST_KEY}
+        return {**live_channels_env(self.smtp, self.acs, self.http["teams"], self.http["slack"],
+                                    self.http["webhook"], webhook_secret=WEBHOOK_SECRET),
+                "AMLEVENTS_NOTIFY_STORM_MAX": "1000", "AMLEVENTS_HOST_KEY": HOST_KEY}
 
     def poisoned(self, value: str) -> str:
         """Settings values that cannot work, each carrying a secret."""

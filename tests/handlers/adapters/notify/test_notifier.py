@@ -29,7 +29,7 @@ from handlers.outcome import Outcome
 from handlers.runtime.dispatch import Dispatcher
 from handlers.runtime.routing import ON_RUN_STATUS
 from tests.fakes.acs import ACCESS_KEY, FakeAcs, start_fake_acs
-from tests.fakes.notify import HttpReceiver, SmtpSink, http_receiver, smtp_sink
+from tests.fakes.notify import HttpReceiver, SmtpSink, http_receiver, live_channels_env, smtp_sink
 
 Sample = Callable[[str], dict[str, Any]]
 SMTP_PASSWORD = "smtp-Pa55word-xyz"
@@ -64,21 +64,8 @@ class Sinks:
     webhook: HttpReceiver
 
     def env(self) -> dict[str, str]:
-        return {"AMLEVENTS_DRY_RUN_NOTIFY": "false",
-                "AMLEVENTS_NOTIFY_SMTP_HOST": "127.0.0.1",
-                "AMLEVENTS_NOTIFY_SMTP_PORT": str(self.smtp.port),
-                "AMLEVENTS_NOTIFY_SMTP_STARTTLS": "false",
-                "AMLEVENTS_NOTIFY_SMTP_FROM": "amlevents@contoso.com",
-                "AMLEVENTS_NOTIFY_SMTP_TO": "ml-team@contoso.com",
-                "AMLEVENTS_NOTIFY_ACS_CONNECTION_STRING": self.acs.connection_string,
-                "AMLEVENTS_NOTIFY_ACS_SENDER": "DoNotReply@contoso.azurecomm.net",
-                "AMLEVENTS_NOTIFY_ACS_TO": "ml-team@contoso.com",
-                "AMLEVENTS_NOTIFY_ACS_POLL_INTERVAL_S": "0.01",
-                "AMLEVENTS_NOTIFY_CA_FILE": self.acs.ca_path,
-                "AMLEVENTS_NOTIFY_TEAMS_URL": self.teams.url,
-                "AMLEVENTS_NOTIFY_SLACK_URL": self.slack.url,
-                "AMLEVENTS_NOTIFY_WEBHOOK_URL": self.webhook.url,
-                "AMLEVENTS_NOTIFY_WEBHOOK_SECRET": WEBHOOK_SECRET}
+        return live_channels_env(self.smtp, self.acs, self.teams, self.slack, self.webhook,
+                                 webhook_secret=WEBHOOK_SECRET)
 
     def counts(self) -> dict[str, int]:
         return {"smtp": len(self.smtp.messages), "acs": len(self.acs.sent),
