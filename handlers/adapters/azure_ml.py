@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from handlers.adapters.retry_after import retry_after_s
+from handlers.adapters.retry_after import retry_after_of
 from handlers.deploy.plan import DeploymentPlan
 from handlers.deploy.policy import V1_TARGETS
 from handlers.errors import AmlEventsError, PermanentError, RetryableError
@@ -108,8 +108,7 @@ def classify(exc: BaseException) -> AmlEventsError:
         message = getattr(error, "message", None) or exc.message or str(exc)
         text = f"ARM {status or 'error'} {code}: {message}".replace("  ", " ")
         if status in _RETRYABLE_STATUS or status >= 500:
-            headers = getattr(getattr(exc, "response", None), "headers", None) or {}
-            retry_after = retry_after_s(headers)
+            retry_after = retry_after_of(exc)
             hint = f" (Retry-After {retry_after:g} s)" if retry_after is not None else ""
             return RetryableError(text + hint, retry_after_s=retry_after)
         if isinstance(exc, ClientAuthenticationError) and not status:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from handlers.adapters.retry_after import retry_after_s
+from handlers.adapters.retry_after import retry_after_of
 from handlers.adapters.run_intent import drop_intent, record_intent
 from handlers.errors import PermanentError, RetryableError, SettingError
 from handlers.ledger.ledger import Ledger, utc_iso
@@ -245,7 +245,7 @@ def classify(what: str, exc: Any) -> RetryableError | PermanentError:
     if status is None:  # azure-identity could not get a token; often transient
         return RetryableError(f"{what}: no access token: {message}")
     if status in (408, 409, 429) or status >= 500:
-        retry_after = retry_after_s(exc.response.headers if exc.response is not None else {})
+        retry_after = retry_after_of(exc)
         hint = f" (Retry-After {retry_after:g} s)" if retry_after is not None else ""
         return RetryableError(f"{what}: Data Factory answered {status}{hint}: {message}",
                               retry_after_s=retry_after)

@@ -17,6 +17,7 @@ import logging
 import threading
 from typing import Any
 
+from handlers.adapters.retry_after import retry_after_of
 from handlers.errors import PermanentError, RetryableError
 from handlers.publish.catalogue import OutcomeEvent
 from handlers.publish.settings import TOPIC_ENDPOINT, TOPIC_KEY, OutcomeTopicSettings
@@ -102,7 +103,7 @@ class OutcomeTopicPublisher:
                 raise PermanentError(f"outcome topic refused the event: HTTP {status} {code}"
                                      .rstrip()) from exc
             raise RetryableError(f"outcome topic unavailable: HTTP {status} {code}".rstrip(),
-                                 retry_after_s=_retry_after(exc)) from exc
+                                 retry_after_s=retry_after_of(exc)) from exc
 
     def close(self) -> None:
         """Release the HTTP session."""
@@ -121,15 +122,6 @@ def _auth_problem(status: int) -> str:
 def _error_code(exc: Any) -> str:
     error = getattr(exc, "error", None)
     return str(getattr(error, "code", "") or "")
-
-
-def _retry_after(exc: Any) -> float | None:
-    response = getattr(exc, "response", None)
-    value = response.headers.get("Retry-After") if response is not None else None
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
 
 
 def _parse_time(text: str) -> Any:

@@ -25,3 +25,9 @@ def retry_after_s(headers: Mapping[str, str]) -> float | None:
             continue
         return max(0.0, when.timestamp() - datetime.now(UTC).timestamp())
     return None
+
+
+def retry_after_of(exc: BaseException) -> float | None:
+    """The wait an azure-core HttpResponseError's response asks for, if it has one."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    return retry_after_s(headers) if headers else None

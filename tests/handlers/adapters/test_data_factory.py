@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from handlers.adapters.data_factory import build_runner, retry_after_s, state_key
+from handlers.adapters.data_factory import build_runner, state_key
+from handlers.adapters.retry_after import retry_after_s
 from handlers.errors import SettingError
 from handlers.events.parse import DatasetDriftDetected, parse_event
 from handlers.outcome import Outcome
