@@ -101,6 +101,17 @@ CLEARED_ENV = (
     "MSI_ENDPOINT", "MSI_SECRET", "AZUREML_DEV_URL_MFE", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
     "http_proxy", "https_proxy", "all_proxy",
 )
+
+
+def apply_environ(monkeypatch: pytest.MonkeyPatch, environ: Mapping[str, str | None]) -> None:
+    """Set the variables given a value and clear those given None (undone after the test)."""
+    for name, value in environ.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+
+
 _ERROR_CODES = {400: "BadRequest", 401: "AuthenticationFailed", 403: "AuthorizationFailed",
                 404: "ResourceNotFound", 409: "Conflict", 429: "TooManyRequests",
                 500: "InternalServerError", 502: "BadGateway", 503: "ServiceUnavailable",
@@ -383,11 +394,7 @@ class FakeArm:
 
     def apply_env(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Set and clear ``environ()`` through monkeypatch (undone after the test)."""
-        for name, value in self.environ().items():
-            if value is None:
-                monkeypatch.delenv(name, raising=False)
-            else:
-                monkeypatch.setenv(name, value)
+        apply_environ(monkeypatch, self.environ())
 
     def ml_client_kwargs(self) -> dict[str, Any]:
         """MLClient kwargs naming this fake cloud explicitly (``cloud``, ``cloud_metadata``)."""

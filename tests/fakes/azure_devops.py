@@ -40,7 +40,7 @@ from typing import Any
 import pytest
 import trustme
 
-from .arm import CLEARED_ENV, NetworkGuard, RecordedRequest, Reply, _Server, make_jwt
+from .arm import CLEARED_ENV, NetworkGuard, RecordedRequest, Reply, _Server, apply_environ, make_jwt
 from .github import FakeService
 from .server import serve_in_thread
 
@@ -137,11 +137,7 @@ class FakeAzureDevOps(FakeService):
 
     def apply_env(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Set and clear ``environ()`` through monkeypatch."""
-        for name, value in self.environ().items():
-            if value is None:
-                monkeypatch.delenv(name, raising=False)
-            else:
-                monkeypatch.setenv(name, value)
+        apply_environ(monkeypatch, self.environ())
 
     # -- the identity endpoint -----------------------------------------------------------------
 
