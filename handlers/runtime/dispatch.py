@@ -48,6 +48,7 @@ from handlers.runtime.redaction import (
 )
 from handlers.runtime.routing import CONCERN_HANDLERS, accepts, concern_key, concerns_for
 from handlers.runtime.settings import ALLOWED_TOPICS, CoreSettings
+from handlers.runtime.worker_tuning import widen_strptime_cache
 from handlers.settings import SettingsCache
 
 log = logging.getLogger("amlevents")
@@ -282,6 +283,7 @@ class Dispatcher:
 def default_dispatcher() -> Dispatcher:
     """The process-wide dispatcher over os.environ (built on the first event, not at import)."""
     dispatcher = Dispatcher(os.environ)
+    widen_strptime_cache()  # the worker's eventTime decoding, for every later event
     install_redaction(secret_values(dispatcher.env))
     telemetry.configure(dispatcher.env)  # Application Insights, when its connection string is set
     return dispatcher
