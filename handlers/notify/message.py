@@ -15,6 +15,7 @@ event whole, only lone surrogates replaced (they are not valid UTF-8).
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 import urllib.parse
@@ -72,6 +73,7 @@ def _quote(text: str, safe: str) -> str:
     return urllib.parse.quote(well_formed(text), safe=safe)
 
 
+@functools.lru_cache(maxsize=256)  # an app hears from a few workspaces: quoted once each
 def workspace_query(ws: WorkspaceRef) -> str:
     """The `wsid` query string studio uses to pick the workspace."""
     wsid = (f"/subscriptions/{ws.subscription_id}/resourcegroups/{ws.resource_group}"
