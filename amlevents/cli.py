@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,6 +91,7 @@ class RunningHost:
     server: Any
     simulator: Any = None
     timers: Any = None
+    pool: Any = None  # the worker processes, when FUNCTIONS_WORKER_PROCESS_COUNT is above 1
 
     @property
     def url(self) -> str:
@@ -98,18 +99,24 @@ class RunningHost:
         return str(self.server.url)
 
     def stop(self) -> None:
-        """Stop the simulator (dead-lettering what is pending), then the server."""
+        """Stop the simulator (dead-lettering what is pending), the server, then the workers."""
         if self.timers is not None:
             self.timers.stop()
         if self.simulator is not None:
             self.simulator.stop()
         self.server.stop()
+        if self.pool is not None:
+            self.pool.close()
 
 
-def build_host(env: dict[str, str], *, bind: str, port: int) -> RunningHost:
-    """Apply `env` to the process (as `func start` does), load function_app and wrap it."""
+def build_host(env: dict[str, str], *, bind: str, port: int, worker_processes: int = 1,
+               on_event: Callable[[EventSeen], None] | None = None) -> RunningHost:
+    """Apply `env` to the process (as `func start` does), load function_app and wrap it; with
+    `worker_processes` above 1, Event Grid invocations run in that many worker processes, whose
+    deliveries `on_event` hears of (a listener of telemetry hears only this process's)."""
     os.environ.update(env)
     from amlevents.host.server import FunctionsHost, LocalServer, load_functions
+    from amlevents.host.workers import WorkerPool
     from amlevents.logging_setup import install_log_redaction
     from amlevents.simulator.service import SimulatorSettings, TopicSimulator
     from handlers.runtime.dispatch import default_dispatcher
@@ -121,20 +128,31 @@ def build_host(env: dict[str, str], *, bind: str, port: int) -> RunningHost:
     functions = load_functions(function_app.app)
     key = env.get(HOST_KEY) or None
     host = FunctionsHost(functions, key=key)
-    server = LocalServer(host, bind=bind, port=port)
+    server = LocalServer(host, bind=bind, port=port)  # bound before any worker is started
+    if worker_processes > 1:
+        try:
+            host.pool = WorkerPool(worker_processes, env=dict(os.environ), on_event=on_event)
+        except BaseException:
+            server.stop()
+            raise
     simulator_settings = SimulatorSettings.from_mapping(env)
     if simulator_settings is None:
-        return RunningHost(server)
+        return RunningHost(server, pool=host.pool)
     simulator = TopicSimulator(simulator_settings, server.url, functions.event_grid,
                                function_key=key)
     host.extra_routes[simulator.path] = simulator.route
-    return RunningHost(server, simulator.start())
+    return RunningHost(server, simulator.start(), pool=host.pool)
 
 
 def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
     """Run the local Functions host until Ctrl-C."""
+    from amlevents.host.workers import WORKER_PROCESS_COUNT, worker_process_count
+
+    printer = EventPrinter(verbose=args.verbose)
     try:
-        running = build_host(env, bind=args.host, port=args.port)
+        processes = worker_process_count(env)  # checked before anything binds or starts
+        running = build_host(env, bind=args.host, port=args.port, worker_processes=processes,
+                             on_event=None if args.quiet else printer)
     except OSError as exc:
         print(f"amlevents: cannot listen on {args.host}:{args.port}: {exc.strerror} "
               "(is another host running? try --port)", file=sys.stderr)
@@ -145,6 +163,13 @@ def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
     url = running.url
     print(f"amlevents host on {url} (Event Grid: {url}/runtime/webhooks/EventGrid"
           f"?functionName=NAME, health: {url}/api/health)", flush=True)
+    if processes > 1:
+        pids = ", ".join(str(pid) for pid in running.pool.pids)
+        print(f"Event Grid functions run in {processes} worker processes "
+              f"({WORKER_PROCESS_COUNT}={processes}; pids {pids})", flush=True)
+    else:
+        print(f"Event Grid functions run in this process: 1 worker, no worker processes "
+              f"({WORKER_PROCESS_COUNT}=1; set 2-10 for more)", flush=True)
     if running.simulator is not None:
         print(f"Event Grid topic simulator on {url}/api/events (key: AMLEVENTS_TOPIC_KEY; "
               "delivers through the subscriptions file)", flush=True)
@@ -155,7 +180,6 @@ def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
     running.timers = TimerRunner(list(load_functions(function_app.app).timers)).start()
     from handlers.runtime import telemetry
 
-    printer = EventPrinter(verbose=args.verbose)
     if not args.quiet:
         telemetry.add_listener(printer)
     try:
@@ -167,6 +191,8 @@ def cmd_serve(args: argparse.Namespace, env: dict[str, str]) -> int:
         running.timers.stop()
         if running.simulator is not None:
             running.simulator.stop()
+        if running.pool is not None:  # after their current chunk, not mid-event
+            running.pool.close()
     return 0
 
 

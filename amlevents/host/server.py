@@ -14,6 +14,9 @@ decodes it (azure-functions' own converter). It answers like the Functions host:
   is not events at all.
 - `GET|POST /api/<route>`: the app's HTTP functions (e.g. `/api/health`).
 - Timer functions run on their NCRONTAB schedules (amlevents/timers.py) while `serve` runs.
+- With a `WorkerPool` (FUNCTIONS_WORKER_PROCESS_COUNT above 1, workers.py) a delivery's events
+  are invoked in worker processes, as the Functions host hands them to its language workers;
+  the answer still waits for every event. HTTP functions and timers run in this process.
 Optional extra routes (the Event Grid topic simulator) plug in through `extra_routes`.
 
 Hardened as a server facing the network must be: a function key, when set, is never blank and is
@@ -37,7 +40,7 @@ import socket
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
@@ -52,6 +55,7 @@ from amlevents.host.functions import (
     invoke_http,
     load_functions,
 )
+from amlevents.host.workers import EventFailure, WorkerPool, failure_text
 
 # Importers of the host (cli, simulator, tests, benchmarks) find these here, as before the split.
 __all__ = ["EVENTGRID_PATH", "MAX_BODY_BYTES", "EventDecodeError", "ExtraRoute",
@@ -103,11 +107,15 @@ class FunctionsHost:
     """The routing and invocation logic, free of sockets (the HTTP server wraps it)."""
 
     def __init__(self, functions: LoadedFunctions, *, key: str | None = None,
-                 extra_routes: Mapping[str, ExtraRoute] | None = None) -> None:
+                 extra_routes: Mapping[str, ExtraRoute] | None = None,
+                 pool: WorkerPool | None = None) -> None:
         check_host_key(key)
         self.functions = functions
         self.key = key
         self.extra_routes = dict(extra_routes or {})
+        # Event Grid invocations go to the pool's worker processes (FUNCTIONS_WORKER_PROCESS_COUNT
+        # above 1); without one they run here. HTTP functions and timers always run here.
+        self.pool = pool
 
     def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Reply:
         """Answer one request."""
@@ -158,6 +166,8 @@ class FunctionsHost:
         if kind not in ("notification", "") or (kind == "" and not _all_cloud_events(items)):
             return error(400, "header aeg-event-type must be Notification or "
                               "SubscriptionValidation (or send CloudEvents 1.0)")
+        if self.pool is not None:
+            return _batch_reply(items, self.pool.invoke(name.lower(), items))
         return self._invoke_all(function, items)
 
     @staticmethod
@@ -191,17 +201,13 @@ class FunctionsHost:
 
     @staticmethod
     def _invoke_all(function: Callable[..., Any], items: list[Mapping[str, Any]]) -> Reply:
-        failures: list[dict[str, str]] = []
-        for item in items:
+        failures: list[EventFailure] = []
+        for index, item in enumerate(items):
             try:
                 invoke_event_grid(function, item)
             except Exception as exc:  # noqa: BLE001 - the host reports, Event Grid retries
-                failures.append({"id": str(item.get("id", ""))[:128],
-                                 "error": f"{type(exc).__name__}: {str(exc)[:500]}"})
-        if failures:
-            return Reply(500, {"error": "some events must be redelivered", "failed": failures,
-                               "accepted": len(items) - len(failures)})
-        return Reply(202, None)
+                failures.append(EventFailure(index, failure_text(exc)))
+        return _batch_reply(items, failures)
 
     def _http_function(self, method: str, route: str, headers: Mapping[str, str],
                        body: bytes) -> Reply:
@@ -213,6 +219,16 @@ class FunctionsHost:
             return error(405, f"/api/{route} accepts {', '.join(sorted(methods))}")
         answer = invoke_http(function, method, route, headers, body)
         return Reply(answer.status, RawBody(answer.content, answer.mimetype))
+
+
+def _batch_reply(items: list[Mapping[str, Any]], failures: Sequence[EventFailure]) -> Reply:
+    """202 when every event was handled; else 500 naming each failed event (Event Grid retries)."""
+    if not failures:
+        return Reply(202, None)
+    return Reply(500, {"error": "some events must be redelivered",
+                       "failed": [{"id": str(items[f.index].get("id", ""))[:128], "error": f.error}
+                                  for f in failures],
+                       "accepted": len(items) - len(failures)})
 
 
 def check_host_key(key: str | None) -> None:
