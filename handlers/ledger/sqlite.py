@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import operator
 import os
+import random
 import sqlite3
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -119,7 +121,7 @@ class SqliteLedgerStore:
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000,
                                    isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
-            conn.execute("PRAGMA journal_mode=WAL")
+            _enter_wal(conn, self.busy_timeout_ms / 1000)
             # NORMAL (the default) is durable across application crashes in WAL mode, and syncs
             # to disk at checkpoints only: a power loss can lose the last commits. FULL syncs
             # every commit (AMLEVENTS_LEDGER_SYNC=full).
@@ -216,6 +218,28 @@ class SqliteLedgerStore:
                 conn.close()
             self._connections.clear()
         self._local = threading.local()
+
+
+def _enter_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
+    """Switch the file to WAL, waiting out other openers for up to `timeout_s`.
+
+    Changing the journal mode answers "database is locked" at once, without the busy handler,
+    while another connection is switching it or creating the schema: processes opening one fresh
+    file together (FUNCTIONS_WORKER_PROCESS_COUNT above 1) would otherwise fail at random.
+    """
+    deadline = time.monotonic() + timeout_s
+    pause_s = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() + pause_s > deadline:
+                raise
+        time.sleep(pause_s * (0.5 + random.random()))  # jittered: openers do not step together
+        pause_s = min(pause_s * 2, 0.1)
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
