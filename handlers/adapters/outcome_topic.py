@@ -95,7 +95,7 @@ class OutcomeTopicPublisher:
                                      f"({type(exc).__name__})") from exc
             raise RetryableError(_auth_problem(status)) from exc
         except HttpResponseError as exc:
-            status = exc.status_code or 0
+            status = _status_of(exc)
             code = _error_code(exc)
             if status in (401, 403):
                 raise RetryableError(_auth_problem(status)) from exc
@@ -111,6 +111,18 @@ class OutcomeTopicPublisher:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+
+def _status_of(exc: Any) -> int:
+    """The answer's HTTP status. azure-eventgrid re-raises a 404 as a ResourceNotFoundError of its
+    own, without a status: the original error (its cause) has it."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    for error in (exc, exc.__cause__):
+        status = getattr(error, "status_code", None)
+        if isinstance(status, int) and status:
+            return status
+    return 404 if isinstance(exc, ResourceNotFoundError) else 0
 
 
 def _auth_problem(status: int) -> str:

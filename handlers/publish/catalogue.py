@@ -114,7 +114,7 @@ def _plan(detail: str) -> dict[str, Any] | None:
         return None
     try:
         value = json.loads(detail)
-    except InvalidEvent:
+    except (ValueError, RecursionError):  # a detail cut short, or text that only looks like JSON
         return None
     return value if isinstance(value, dict) else None
 

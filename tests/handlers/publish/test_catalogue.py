@@ -133,3 +133,32 @@ def test_no_secret_reaches_the_event() -> None:
                                "AccountName=a;AccountKey=c2VjcmV0;"), "deploy", source="s",
                          dry_run=False)
     assert failed is not None and "c2VjcmV0" not in failed.data["detail"]
+
+
+def test_the_cloud_event_has_exactly_the_cloudevents_attributes() -> None:
+    event = build_event(entry(Outcome.DONE, detail="{}"), "deploy", source="src", dry_run=False)
+    assert event is not None
+    cloud = event.as_cloud_event()
+    assert set(cloud) == {"specversion", "id", "source", "type", "subject", "time",
+                          "datacontenttype", "data"}
+    assert (cloud["id"], cloud["source"], cloud["type"]) == (
+        event_id("k" * 40, Outcome.DONE), "src", "amlevents.DeploymentSucceeded")
+
+
+@pytest.mark.parametrize(("concern", "links"), [
+    ("deploy", {"endpoints"}), ("notify", {"run"}), ("retrain", set()), ("cicd", set())])
+def test_each_concern_links_only_its_own_pages(concern: str, links: set[str]) -> None:
+    # GIVEN a done row of a run in a workspace (no Data Factory run in its plan)
+    row = entry(Outcome.DONE, event_type=f"{ML}RunStatusChanged",
+                subject="experiments/e1/runs/AutoML_1", detail="{}")
+    event = build_event(row, concern, source="s", dry_run=False)
+    assert event is not None
+    assert set(event.data["links"]) == links
+
+
+@pytest.mark.parametrize("detail", ["{not json", '{"plan": "cut short', "{" * 5000 + "}" * 5000],
+                         ids=["not-json", "cut-short", "nested-too-deep"])
+def test_a_detail_that_only_looks_like_json_is_kept_as_text(detail: str) -> None:
+    event = build_event(entry(Outcome.FAILED, detail=detail), "deploy", source="s", dry_run=False)
+    assert event.data["plan"] is None
+    assert event.data["detail"] == detail
