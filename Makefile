@@ -50,7 +50,9 @@ test-floor: $(FLOOR_STAMP)
 
 # Mutation testing of handlers/ against the fast tiers (not part of the gate; see docs/testing.md).
 # mutmut copies the tree to mutants/, runs the selected tests once to map them to functions, then
-# each mutant against the tests that reach it. MUTATE_PATHS narrows it, e.g. handlers/notify.
+# each mutant against the tests that reach it. MUTATE_PATHS narrows it, e.g. handlers/notify;
+# MUTATE_SAMPLE=N runs N of all the mutants drawn at random (MUTATE_SEED) and prints the score's
+# 95 % confidence interval; MUTATE_JOBS=1 leaves the other core free (docs/testing.md).
 MUTATE_PATHS ?= handlers
 mutate: $(STAMP)
 	$(PY) -m pip install -q --disable-pip-version-check "mutmut>=3.8,<4"
@@ -60,6 +62,7 @@ mutate: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/cold_start.py
 	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/sqlite_writers.py
 	$(PY) benchmarks/warm_path.py
 	$(PY) benchmarks/memory.py
 	$(PY) benchmarks/storm.py

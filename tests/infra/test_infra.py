@@ -203,6 +203,116 @@ def test_every_included_event_type_is_accepted_by_its_function() -> None:
         assert refused == [], f"{subscription['name']}: {subscription['function']} refuses them"
 
 
+
+# What is shipped, pinned: a changed destination, topic, schema or event type fails here, not in
+# Azure. (name: topic, endpoint type, function, delivery schema, includedEventTypes)
+ML = "Microsoft.MachineLearningServices."
+SHIPPED = {
+    "model-registered-deploy": ("workspace", "AzureFunction", "on_model_registered",
+                                "EventGridSchema", (f"{ML}ModelRegistered",)),
+    "dataset-drift-retrain": ("workspace", "AzureFunction", "on_drift_detected",
+                              "EventGridSchema", (f"{ML}DatasetDriftDetected",)),
+    "run-failed-alert": ("workspace", "AzureFunction", "on_run_status", "EventGridSchema",
+                         (f"{ML}RunStatusChanged",)),
+    "model-monitor-breach": ("workspace", "AzureFunction", "on_run_status", "EventGridSchema",
+                             (f"{ML}RunStatusChanged",)),
+    "ml-events-notify": ("workspace", "AzureFunction", "on_ml_event", "EventGridSchema",
+                         (f"{ML}ModelDeployed", f"{ML}RunCompleted")),
+    "ml-events-to-event-hub": ("workspace", "EventHub", "", "EventGridSchema", None),
+    "deployment-failed-webhook": ("outcomes", "WebHook", "", "CloudEventSchemaV1_0",
+                                  ("amlevents.DeploymentFailed",)),
+}
+# Which functions of the app each sample event reaches through the shipped filters.
+REACHES = {
+    "amlevents_model_registered_deploy": {"on_model_registered"},
+    "model_registered": set(),  # no deploy tag: filtered out by Event Grid
+    "dataset_drift_detected": {"on_drift_detected"},
+    "run_status_changed": {"on_run_status"},  # failed
+    "model_monitor_breach": {"on_run_status"},  # failed, and the breach tag
+    "model_monitor_recovered": set(),  # Completed, the tag gone
+    "run_completed": {"on_ml_event"},
+    "model_deployed": {"on_ml_event"},
+}
+
+
+def shipped() -> tuple[Any, ...]:
+    """The shipped file as the simulator parses it (the same rules as the template)."""
+    from amlevents.simulator.subscriptions import load_subscriptions
+
+    return load_subscriptions(SUBSCRIPTIONS)
+
+
+def reached(event: dict[str, Any]) -> set[str]:
+    """The app's functions the shipped workspace subscriptions deliver `event` to."""
+    from amlevents.simulator.filters import evaluate
+
+    return {s.function for s in shipped() if s.topic == "workspace" and s.function
+            and evaluate(s.filter, event).matched}
+
+
+def test_the_shipped_destinations_topics_schemas_and_event_types() -> None:
+    got = {s.name: (s.topic, s.endpoint_type, s.function, s.event_delivery_schema,
+                    s.filter.included_event_types) for s in shipped()}
+    assert got == SHIPPED
+    # the examples beyond the app are created only once their placeholder is given a value
+    placeholders = {s.name: s.destination.unresolved for s in shipped() if s.destination}
+    assert placeholders == {"ml-events-to-event-hub": ("eventHubId",),
+                            "deployment-failed-webhook": ("outcomeWebhookUrl",)}
+
+
+def test_the_shipped_filters_are_the_handlers_own_conditions() -> None:
+    from amlevents.simulator.filters import AdvancedFilter
+    from handlers.deploy.decide import DEPLOY_TAG
+    from handlers.events.monitor import BREACH_SENTENCE, MONITOR_BREACH_TAG
+    from handlers.notify.settings import NotifySettings
+
+    filters = {s.name: s.filter.advanced_filters for s in shipped()}
+    subjects = {s.name: (s.filter.subject_begins_with, s.filter.subject_ends_with)
+                for s in shipped() if s.filter.subject_begins_with or s.filter.subject_ends_with}
+    assert subjects == {"model-registered-deploy": ("models/", ""),
+                        "run-failed-alert": ("experiments/", ""),
+                        "deployment-failed-webhook": ("models/", "")}
+    # deploy=true is the tag contract's opt-in (Event Grid's StringIn ignores case, as the handler)
+    assert filters["model-registered-deploy"] == (
+        AdvancedFilter("StringIn", f"data.ModelTags.{DEPLOY_TAG}", ("true",)),)
+    # the run statuses that are delivered are the ones notify announces by default
+    (statuses,) = filters["run-failed-alert"]
+    assert (statuses.operator_type, statuses.key) == ("StringIn", "data.runStatus")
+    assert set(statuses.values) == NotifySettings.from_mapping({}).run_statuses
+    # the breach filter looks for the sentence the handlers read as a breach
+    assert filters["model-monitor-breach"] == (AdvancedFilter(
+        "StringContains", f"data.RunTags.{MONITOR_BREACH_TAG}", (BREACH_SENTENCE,)),)
+
+
+@pytest.mark.parametrize("name", sorted(REACHES))
+def test_each_sample_reaches_the_functions_that_act_on_it(
+        name: str, sample: Any, make_dispatcher: Any, tmp_path: Path) -> None:
+    # GIVEN a sample event, and what the handlers make of it on the catch-all function (dry run,
+    # the opt-in notifications on: everything any concern can act on)
+    event = sample(name)
+    opt_in = {"AMLEVENTS_NOTIFY_RUN_COMPLETED": "true", "AMLEVENTS_NOTIFY_MODEL_DEPLOYED": "true"}
+
+    def outcomes(function: str) -> list[str]:  # each on a fresh ledger: no duplicates
+        ledger = str(tmp_path / f"{function}-{len(list(tmp_path.iterdir()))}.sqlite3")
+        result = make_dispatcher(AMLEVENTS_LEDGER_PATH=ledger, **opt_in).dispatch(
+            event, function=function)
+        return [r.outcome.value for r in (result, *result.also)]
+
+    everything = outcomes("on_ml_event")
+    # WHEN the shipped filters route it
+    functions = reached(event)
+    # THEN it reaches exactly the functions listed, an event some concern acts on reaches one,
+    # one that every concern skips reaches none, and each function it reaches acts on it in full
+    assert functions == REACHES[name]
+    assert bool(functions) == (everything != ["skipped"]), (name, everything)
+    for function in functions:
+        assert outcomes(function) == everything, function
+
+
+def test_every_sample_is_in_the_routing_table() -> None:
+    assert sorted(p.stem for p in (ROOT / "samples" / "events").glob("*.json")) == sorted(REACHES)
+
+
 # --- the Bicep template --------------------------------------------------------------------------
 
 

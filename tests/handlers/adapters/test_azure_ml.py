@@ -406,6 +406,21 @@ def test_settings_defaults_and_errors() -> None:
     assert caught.value.setting == "AMLEVENTS_DEPLOY_WAIT_S"
 
 
+# Each setting's range, at its edges: the wait stays under an hour (a Functions host timeout).
+@pytest.mark.parametrize(("name", "inside", "outside"), [
+    ("AMLEVENTS_DEPLOY_WAIT_S", ["0.1", "3600"], ["0.09", "3600.5"]),
+    ("AMLEVENTS_DEPLOY_POLL_S", ["0.01", "300"], ["0.009", "300.5"]),
+    ("AMLEVENTS_DEPLOY_SDK_RETRIES", ["0", "10"], ["-1", "11"]),
+    ("AMLEVENTS_DEPLOY_HTTP_TIMEOUT_S", ["1", "600"], ["0.9", "600.5"])])
+def test_settings_ranges(name: str, inside: list[str], outside: list[str]) -> None:
+    for value in inside:
+        AzureMlSettings.from_mapping({name: value})
+    for value in outside:
+        with pytest.raises(SettingError) as caught:
+            AzureMlSettings.from_mapping({name: value})
+        assert caught.value.setting == name, value
+
+
 def test_classify_transport_errors() -> None:
     from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 

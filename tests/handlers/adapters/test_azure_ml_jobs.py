@@ -336,6 +336,24 @@ def test_cooldown_folds_breaches_until_it_has_passed(
     assert len(arm.ml.jobs()) == 2
 
 
+def test_the_cooldown_ends_exactly_when_it_has_lasted(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    # GIVEN a job started at t that completed, and a cooldown of 3600 s
+    monitoring_run(arm, sample)
+    start = time.time()
+    now = [start]
+    dispatcher = live(clock=lambda: now[0], **{COOLDOWN_S: "3600"})
+    first = detail(retrain_of(deliver(dispatcher, breach(sample, arm))))["job_name"]
+    arm.ml.set_job_status(first, "Completed")
+    # THEN a breach just before t + 3600 is folded into it, and one at t + 3600 starts a job
+    now[0] = start + 3599.5
+    assert retrain_of(deliver(dispatcher, breach(sample, arm, "breach-2"))).outcome is \
+        Outcome.SKIPPED
+    now[0] = start + 3600
+    assert retrain_of(deliver(dispatcher, breach(sample, arm, "breach-3"))).outcome is Outcome.DONE
+    assert len(arm.ml.jobs()) == 2
+
+
 def test_signals_of_one_monitor_coalesce_and_the_ledger_says_which(
         arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
     # GIVEN two signals of one monitor breaching in the same monitoring run (two step runs)

@@ -166,6 +166,9 @@ def test_new_aci_service() -> None:
     config_kind, config = kwargs["deployment_config"]
     assert config_kind == "aci" and (config["cpu_cores"], config["memory_gb"]) == (0.5, 1.5)
     assert config["auth_enabled"] is True and kwargs["deployment_target"] is None
+    # the service says who made it and from which model version (shown in the studio)
+    assert config["tags"] == {"createdBy": "amlevents", "model": "fraud", "modelVersion": "7"}
+    assert config["description"] == "fraud:7 deployed by amlevents"
 
 
 def test_new_aks_service_on_the_compute() -> None:

@@ -197,6 +197,9 @@ def test_every_problem_is_named_at_once() -> None:
 def test_rule_names_are_unique() -> None:
     assert any("another rule is named" in p
                for p in problems(EXAMPLE, {**EXAMPLE, "name": "Release Fraud Models"}))
+    # the problem names the second rule by its place in the list
+    assert any(p.startswith("AMLEVENTS_CICD_RULES: rule 2: another rule is named")
+               for p in problems(EXAMPLE, {**EXAMPLE, "name": "Release Fraud Models"}))
 
 
 @pytest.mark.parametrize("raw", ["{", '{"a": 1}', "[1]"])
@@ -212,6 +215,9 @@ def test_the_setting_must_be_a_json_array_of_objects(raw: str) -> None:
     ("AMLEVENTS_GITHUB_API_URL", "https://user:pw@github.com"),
     ("AMLEVENTS_GITHUB_API_URL", "https://github.com:99999"),
     ("AMLEVENTS_CICD_RECONCILE_GRACE_S", "-1"),
+    ("AMLEVENTS_CICD_RECONCILE_GRACE_S", "86401"),
+    ("AMLEVENTS_CICD_TIMEOUT_S", "0.4"),
+    ("AMLEVENTS_CICD_TIMEOUT_S", "120.5"),
 ])
 def test_service_urls_and_numbers_are_checked(name: str, value: str) -> None:
     with pytest.raises(SettingError) as info:
@@ -302,3 +308,12 @@ def test_a_github_rule_needs_a_credential_and_validate_all_says_so() -> None:
                    for name, _ in validate_all(SettingsCache(pipelines_only)))
     broken = validate_all(SettingsCache({"AMLEVENTS_CICD_RULES": "[{}]"}))
     assert any(name == "AMLEVENTS_CICD_RULES" for name, _ in broken)
+
+
+def test_the_numbers_edges_are_allowed() -> None:
+    edges = CicdSettings.from_mapping({"AMLEVENTS_CICD_TIMEOUT_S": "120",
+                                       "AMLEVENTS_CICD_RECONCILE_GRACE_S": "86400"})
+    assert (edges.timeout_s, edges.reconcile_grace_s) == (120.0, 86400.0)
+    low = CicdSettings.from_mapping({"AMLEVENTS_CICD_TIMEOUT_S": "0.5",
+                                     "AMLEVENTS_CICD_RECONCILE_GRACE_S": "0"})
+    assert (low.timeout_s, low.reconcile_grace_s) == (0.5, 0.0)

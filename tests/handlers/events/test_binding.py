@@ -16,7 +16,12 @@ from azure.functions.eventgrid import EventGridEventInConverter
 
 from handlers.errors import InvalidEvent
 from handlers.events import parse as ev
-from handlers.events.binding import is_cloud_event_object, is_event_grid_event_object, iso_time
+from handlers.events.binding import (
+    is_cloud_event_object,
+    is_event_grid_event_object,
+    iso_time,
+    wire_form,
+)
 from tests.conftest import ROOT
 
 if TYPE_CHECKING:  # typing-only shapes (see shapes.py)
@@ -174,3 +179,17 @@ def test_the_azure_functions_classes_have_the_shapes_binding_reads(sample: Sampl
     assert is_cloud_event_object(cloud) and not is_event_grid_event_object(cloud)
     assert is_event_grid_event_object(grid) and not is_cloud_event_object(grid)
     assert not is_cloud_event_object(raw) and not is_event_grid_event_object(raw)
+
+
+@pytest.mark.parametrize("schema", ["EventGridSchema", "CloudEventSchemaV1_0"])
+def test_the_wire_form_is_the_event_as_delivered(sample: Sample, schema: str) -> None:
+    # GIVEN a delivered event (every optional CloudEvents attribute set), as the worker decodes it
+    raw = sample("model_registered")
+    if schema != "EventGridSchema":
+        raw = {**to_cloud_event(raw), "dataschema": "#2", "datacontenttype": "application/json"}
+    # THEN its wire form holds each attribute under its own name, the time in UTC with Z
+    form = wire_form(worker_decode(raw))
+    time_name = "eventTime" if schema == "EventGridSchema" else "time"
+    assert form.pop(time_name) == "2017-06-26T18:41:00.958410Z"
+    assert form == {k: v for k, v in raw.items() if k not in ("eventTime", "time",
+                                                              "metadataVersion")}

@@ -92,6 +92,16 @@ def test_each_missing_envelope_field_is_named(sample: Sample, field: str) -> Non
     assert caught.value.field == field
 
 
+@pytest.mark.parametrize(("value", "says"), [(" ", "is required"),
+                                             (1.0, "must be a string, got float")])
+def test_a_blank_or_non_text_specversion_is_named(sample: Sample, value: Any, says: str) -> None:
+    cloud = to_cloud_event(sample("model_registered"))
+    cloud["specversion"] = value
+    with pytest.raises(InvalidEvent) as caught:
+        ev.parse_event(cloud)
+    assert caught.value.field == "specversion" and says in str(caught.value)
+
+
 @pytest.mark.parametrize("field", ["id", "type", "source", "specversion"])
 def test_each_missing_cloud_event_attribute_is_named(sample: Sample, field: str) -> None:
     cloud = to_cloud_event(sample("model_registered"))
@@ -248,3 +258,11 @@ def test_a_cloud_event_is_told_apart_by_specversion_in_any_casing(sample: Sample
     event = ev.parse_event(to_cloud_event(sample("model_registered"), spec_key=spelling))
     assert event.envelope.schema == ev.CLOUD_EVENT_SCHEMA
     assert ev.parse_event(sample("model_registered")).envelope.schema == ev.EVENT_GRID_SCHEMA
+
+
+def test_tag_values_of_any_json_scalar_become_their_json_text(sample: Sample) -> None:
+    raw = sample("model_registered")
+    raw["data"]["ModelTags"] = {"on": True, "off": False, "n": 3, "none": None, "s": "x"}
+    event = ev.parse_event(raw)
+    assert isinstance(event, ev.ModelRegistered)
+    assert dict(event.model_tags) == {"on": "true", "off": "false", "n": "3", "none": "", "s": "x"}

@@ -83,6 +83,8 @@ def test_an_unknown_object_gets_a_key_without_its_address() -> None:
     first, again = salvage(Strange()), salvage(Strange())
     assert first == again and b"0x" not in first.key_material
     assert first.event_id == ""
+    # the key names the object's type, so two unknown kinds never share a key
+    assert first.key_material.startswith(f"{__name__}.{Strange.__qualname__}:".encode())
 
 
 def test_fields_are_bounded_and_only_scalars_are_kept() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +45,16 @@ def test_the_event_key_is_the_same_however_often_it_is_asked() -> None:
     again = event_key("/subscriptions/s/X ", "microsoft.machinelearningservices.modelregistered",
                       " 1")
     assert first == again and len(first) == 40
+
+
+def test_the_event_key_is_the_same_in_every_release() -> None:
+    # Rows written by an earlier version must still deduplicate a redelivery after an upgrade:
+    # the key is the first 40 hex digits of SHA-256 over lower-cased topic and type, and the id.
+    ws = "/subscriptions/S/resourceGroups/R/providers/Microsoft.MachineLearningServices/workspaces/W"
+    assert event_key(ws, "Microsoft.MachineLearningServices.RunStatusChanged", "id-1") == (
+        "df963719ce9d6fd4a1ba1a8efef704690d41a8e6")
+    assert event_key(ws, "T", "x" * 100_000) == hashlib.sha256(
+        f"{ws.lower()}\nt\n{'x' * 100_000}".encode()).hexdigest()[:40]  # the uncached way too
 
 
 def test_a_hostile_event_size_is_hashed_but_never_held_in_the_cache() -> None:

@@ -119,7 +119,8 @@ def test_state_is_created_once_and_replaced_by_etag(ledger_store: LedgerStore) -
 # --- the Ledger's claims over each store -----------------------------------------------------
 
 def test_claim_finish_then_duplicates_are_done_and_counted(ledger_store: LedgerStore) -> None:
-    ledger = Ledger(ledger_store, claim_timeout_s=60, clock=Clock())
+    clock = Clock()
+    ledger = Ledger(ledger_store, claim_timeout_s=60, clock=clock)
     claim = ledger.claim(facts())
     assert claim.status == "claimed"
     assert ledger.claim(facts()).status == "busy"
@@ -127,9 +128,16 @@ def test_claim_finish_then_duplicates_are_done_and_counted(ledger_store: LedgerS
     for _ in range(3):
         again = ledger.claim(facts())
         assert again.status == "done" and again.entry.outcome is Outcome.PLANNED
+    # a duplicate counts as activity on the row (pruning goes by the last update)
+    clock.now += 30
+    ledger.claim(facts())
+    counted = ledger.get(facts().key)
+    assert counted is not None and counted.updated_at == utc_iso(clock.now)
+    assert counted.events()[-1] == {"n": 5, "at": utc_iso(clock.now), "outcome": "duplicate",
+                                    "function": "on_ml_event"}
     final = ledger.get(facts().key)
     assert final is not None
-    assert (final.outcome, final.attempts, final.detail) == (Outcome.PLANNED, 4,
+    assert (final.outcome, final.attempts, final.detail) == (Outcome.PLANNED, 5,
                                                              "notify 2 channels")
     assert final.claim_expires_at_s == 0.0
 
@@ -156,6 +164,20 @@ def test_an_expired_claim_is_taken_over_and_the_late_finish_loses(
     assert [e.detail for e in ledger.entries()] == ["by the second delivery"]
 
 
+def test_a_ledger_built_without_a_timeout_holds_a_claim_ten_minutes(
+        ledger_store: LedgerStore) -> None:
+    # GIVEN a ledger built as the CLI builds it (no claim timeout given), and a claimed event
+    clock = Clock()
+    ledger = Ledger(ledger_store, clock=clock)
+    assert ledger.claim(facts()).status == "claimed"
+    # THEN it stays busy for the settings' default (600 s), and is taken over after
+    clock.now += 599
+    assert ledger.claim(facts()).status == "busy"
+    clock.now += 2
+    taken = ledger.claim(facts())
+    assert taken.status == "claimed" and taken.entry.claim_expires_at_s == clock.now + 600
+
+
 def test_a_retry_outcome_is_taken_over_by_the_next_delivery(ledger_store: LedgerStore) -> None:
     ledger = Ledger(ledger_store, claim_timeout_s=60, clock=Clock())
     first = ledger.claim(facts())
@@ -177,6 +199,24 @@ def test_record_is_final_once_and_counts_duplicates(ledger_store: LedgerStore) -
     verdict, taken = ledger.record(facts(2), Outcome.INVALID, "rejected", "bad data")
     assert taken and verdict.outcome is Outcome.INVALID
     assert ledger.claim(facts(2)).status == "done"
+
+
+def test_a_verdict_recorded_over_a_retrying_row_is_its_next_attempt(
+        ledger_store: LedgerStore) -> None:
+    # GIVEN an event whose first attempt is to be retried
+    clock = Clock()
+    ledger = Ledger(ledger_store, claim_timeout_s=60, clock=clock)
+    first = ledger.claim(facts())
+    ledger.finish(first.entry, Outcome.RETRY, "will retry", "settings invalid")
+    # WHEN a later delivery is decided without a claim (found invalid)
+    clock.now += 5
+    row, first_time = ledger.record(facts(function="on_run_status"), Outcome.INVALID,
+                                    "rejected", "data.runId is missing")
+    # THEN that verdict settles the row as attempt 2, and its history says so
+    assert first_time and (row.outcome, row.attempts, row.detail) == (
+        Outcome.INVALID, 2, "data.runId is missing")
+    assert row.events()[-1] == {"n": 2, "at": utc_iso(clock.now), "function": "on_run_status",
+                                "outcome": "invalid", "action": "rejected"}
 
 
 def test_racing_state_updates_lose_no_increment(ledger_store: LedgerStore) -> None:
@@ -339,6 +379,7 @@ def test_the_ledger_gives_up_after_repeated_conflicts(ledger_store: LedgerStore)
     # redelivers), after a bounded number of tries
     claim = ledger.claim(facts())
     assert claim.status == "busy" and racing.lost == 5
+    assert claim.entry is not None and claim.entry.key == facts().key  # the row as last read
     # AND a state update that always loses gives up with a retryable error naming the item
     racing.lost = 0
     with pytest.raises(RetryableError, match="changed under us 3 times"):

@@ -220,6 +220,9 @@ def test_a_reopened_row_is_claimed_again_and_says_why(ledger: Ledger) -> None:
     final = ledger.get(facts.key)
     assert final is not None and final.outcome is Outcome.DONE
     assert [i.get("replay", {}).get("by") for i in final.events() if "replay" in i] == ["ops@host"]
+    # the reopening is in the history when it happened, and the detail says what the row was
+    assert {"at": utc_iso(T0), "replay": {"by": "ops@host", "was": "failed"}} in final.events()
+    assert reopened.detail == "was failed: failed" and reopened.action == "reopened for replay"
 
 
 def test_a_quarantined_event_is_never_acted_on_again(ledger: Ledger, clock: Clock) -> None:
@@ -235,7 +238,9 @@ def test_a_quarantined_event_is_never_acted_on_again(ledger: Ledger, clock: Cloc
     assert ledger.claim(facts).status == "done"
     stored = ledger.get(facts.key)
     assert stored is not None and stored.quarantined
-    assert "poison: crashes the SDK" in stored.detail
+    assert stored.detail == "quarantined by ops@host: poison: crashes the SDK"
+    assert {"at": utc_iso(T0), "quarantined": {"by": "ops@host", "reason": "poison: crashes "
+                                               "the SDK", "was": "retry"}} in stored.events()
     # AND a row a live claim holds cannot be quarantined under its holder
     busy = received(2)
     held = ledger.claim(busy).entry

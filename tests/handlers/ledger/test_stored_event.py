@@ -75,6 +75,15 @@ def test_an_event_too_large_even_compressed_is_truncated_with_a_marker() -> None
     assert back.truncated["bytes"] > MAX_STORED_BYTES and len(back.truncated["sha256"]) == 64
 
 
+def test_a_truncated_event_still_says_how_many_strings_were_masked() -> None:
+    noise = base64.b64encode(os.urandom(MAX_STORED_BYTES)).decode()
+    event = {**EVENT, "data": {"blob": noise, "hook": "https://hooks.example/abcdefgh"}}
+    secrets = secret_values({"AMLEVENTS_NOTIFY_WEBHOOK_URL": "https://hooks.example/abcdefgh"})
+    back = decode_event(encode_event(event, schema="EventGridSchema",
+                                     clean=lambda text: redact(text, secrets)))
+    assert back.truncated and back.masked == 1
+
+
 def test_an_event_just_under_the_bound_is_split_into_table_sized_chunks() -> None:
     noise = base64.b64encode(os.urandom(int(MAX_STORED_BYTES * 0.7))).decode()
     stored = encode_event({**EVENT, "data": {"blob": noise}}, schema="EventGridSchema")

@@ -11,7 +11,7 @@ import pytest
 from handlers.errors import SettingError
 from handlers.events.parse import parse_event
 from handlers.ledger.ledger import event_key
-from handlers.notify.decide import decide
+from handlers.notify.decide import build_notice, decide
 from handlers.notify.plan import NotificationPlan
 from handlers.notify.settings import NotifySettings
 from handlers.outcome import ActionResult, Outcome
@@ -142,3 +142,27 @@ def test_a_topic_that_is_not_a_workspace_still_notifies_without_a_link(sample: S
     raw["topic"] = "/subscriptions/s/resourceGroups/rg"
     plan = decide(parse_event(raw), ctx())
     assert isinstance(plan, NotificationPlan) and plan.notice.link == ""
+
+
+def _breach_with(sample: Sample, metrics: int) -> Any:
+    """The breach sample with this many breached metrics (one feature each)."""
+    raw = sample("model_monitor_breach")
+    raw["topic"] = ("/subscriptions/s1/resourceGroups/rg1/providers/"
+                    "Microsoft.MachineLearningServices/workspaces/ws1")
+    found = [json.dumps({"group": f"f{n}", "metric_value": 0.5, "metric_name": "psi",
+                         "threshold_value": 0.1}) for n in range(metrics)]
+    raw["data"]["runTags"]["azureml_modelmonitor_threshold_breached"] = (
+        "The signal 'sig' has failed due to one or more features violating metric thresholds.\n"
+        "The feature names and their corresponding computed metric values violating the "
+        f"threshold are \n{found!r}\n")
+    return parse_event(raw)
+
+
+@pytest.mark.parametrize(("metrics", "more"), [(10, None), (11, "+1 more")])
+def test_a_breach_lists_ten_metrics_then_counts_the_rest(sample: Sample, metrics: int,
+                                                        more: str | None) -> None:
+    notice = build_notice(_breach_with(sample, metrics), "https://ml.azure.com")
+    breached = dict(notice.facts)["Breached"].split("; ")
+    assert breached[:10] == [f"f{n}: psi 0.5 > 0.1" for n in range(10)]
+    assert breached[10:] == ([more] if more else [])
+    assert notice.workspace == "ws1" and notice.link.startswith("https://ml.azure.com/runs/")

@@ -96,6 +96,15 @@ def test_webhook_json_is_summary_plus_event(sample: Sample) -> None:
     body = as_webhook(message(sample))
     assert body["kind"] == "notification" and body["id"] == "k.smtp"
     assert body["summary"]["facts"]["Workspace"] == "ml-ws"
+    # the summary's fields are a documented contract for webhook receivers
+    summary = body["summary"]
+    assert set(summary) == {"eventId", "eventType", "title", "status", "eventTime", "workspace",
+                            "topic", "link", "group", "facts"}
+    assert (summary["eventId"], summary["status"], summary["workspace"], summary["group"]) == (
+        "831e1650-001e-001b-66ab-eeb76e069631", "failed", "ml-ws",
+        "failed runs in experiment automl-local-regression")
+    assert summary["eventTime"] == "2017-06-26T18:41:00.9584103Z"
+    assert summary["topic"] == WS.resource_id and summary["link"] == message(sample).link
     assert body["event"]["eventType"] == "Microsoft.MachineLearningServices.RunStatusChanged"
 
 
@@ -108,7 +117,8 @@ def test_digest_says_how_many_more() -> None:
     assert msg.lines == ("and 357 more failed runs in experiment X (e.g. r1, r2)",
                          "and 1 more failed runs in experiment Y")
     assert msg.title == "Storm control: 358 more notifications held back"
-    assert dict(msg.facts)["Window"] == "1970-01-01 00:00:00Z – 1970-01-01 00:05:00Z"
+    assert msg.facts == (("Window", "1970-01-01 00:00:00Z – 1970-01-01 00:05:00Z"),
+                         ("Held back", "358"))
     assert as_webhook(msg)["digest"]["total"] == 358
     card = as_teams(msg)["attachments"][0]["content"]
     assert card["body"][3]["inlines"][0]["text"].startswith("and 357 more")
@@ -238,3 +248,61 @@ def test_long_event_data_is_shortened_for_people_but_whole_for_webhooks(sample: 
     assert all(len(n["text"]) <= 2000 for n in _nodes(slack["blocks"]) if "text" in n
                and isinstance(n["text"], str))
     assert len(json.dumps(as_teams(msg))) < 28_000  # Teams' message size limit
+
+
+# --- the exact bodies (Teams, email): each style, spacing and colour is the channel's contract ---
+
+LINKED = Message(id="k.teams", kind="notification", title="Run failed: r1",
+                 facts=(("Run", "r1"), ("Status", "failed")), lines=("one line",),
+                 link='https://ml.azure.com/runs/r1?a=1&b="2"', payload={})
+
+
+def _run(text: str, **style: str) -> dict[str, Any]:
+    return {"type": "TextRun", "text": text, **style}
+
+
+def test_the_teams_card_exactly() -> None:
+    # a notification: the title bold, medium and red (Attention); the first fact close under it
+    # (Small), the next ones with no gap (None); then the lines; the link as the card's action
+    card = as_teams(LINKED)
+    assert card == {"type": "message", "attachments": [{
+        "contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None,
+        "content": {
+            "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+            "type": "AdaptiveCard", "version": "1.4", "msteams": {"width": "Full"},
+            "body": [
+                {"type": "RichTextBlock", "spacing": "Default", "id": "amlevents-k.teams",
+                 "inlines": [_run("Run failed: r1", weight="Bolder", size="Medium",
+                                  color="Attention")]},
+                {"type": "RichTextBlock", "spacing": "Small",
+                 "inlines": [_run("Run: ", weight="Bolder"), _run("r1")]},
+                {"type": "RichTextBlock", "spacing": "None",
+                 "inlines": [_run("Status: ", weight="Bolder"), _run("failed")]},
+                {"type": "RichTextBlock", "spacing": "Default", "inlines": [_run("one line")]}],
+            "actions": [{"type": "Action.OpenUrl", "title": "Open in Azure ML studio",
+                         "url": 'https://ml.azure.com/runs/r1?a=1&b="2"'}]}}]}
+
+
+def test_a_digest_card_is_amber_and_without_a_link_has_no_action() -> None:
+    digest = Message(id="digest-1", kind="digest", title="T", facts=(), lines=(), link="",
+                     payload={})
+    card = as_teams(digest)["attachments"][0]["content"]
+    assert card["body"] == [{"type": "RichTextBlock", "spacing": "Default",
+                             "id": "amlevents-digest-1",
+                             "inlines": [_run("T", weight="Bolder", size="Medium",
+                                              color="Warning")]}]
+    assert "actions" not in card
+
+
+def test_the_html_email_exactly() -> None:
+    assert as_html(LINKED) == (
+        '<html><body><h2>Run failed: r1</h2><table>'
+        '<tr><th align="left">Run</th><td>r1</td></tr>'
+        '<tr><th align="left">Status</th><td>failed</td></tr></table>'
+        '<ul><li>one line</li></ul>'
+        '<p><a href="https://ml.azure.com/runs/r1?a=1&amp;b=&quot;2&quot;">'
+        'Open in Azure ML studio</a></p>'
+        '<p style="color:#888">sent by amlevents</p></body></html>')
+    bare = Message(id="d", kind="digest", title="T", facts=(), lines=(), link="", payload={})
+    assert as_html(bare) == ('<html><body><h2>T</h2><table></table>'
+                             '<p style="color:#888">sent by amlevents</p></body></html>')

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from handlers.errors import SettingError
-from handlers.notify.settings import ChannelSettings, NotifySettings, Rule, channel_problems
+from handlers.notify.settings import (
+    ChannelSettings,
+    NotifySettings,
+    Rule,
+    acs_connection_string_problem,
+    channel_problems,
+)
 
 
 def test_defaults_enable_nothing() -> None:
@@ -150,6 +156,21 @@ def test_acs_connection_strings_are_checked_and_never_echoed(value: str) -> None
     assert info.value.setting == "AMLEVENTS_NOTIFY_ACS_CONNECTION_STRING"
     assert "KEYSECRET" not in str(info.value) and ACS_KEY not in str(info.value)
     assert "endpoint=https://<resource>/;accesskey=<base64 key>" in str(info.value)
+
+
+@pytest.mark.parametrize(("value", "but"), [
+    ("endpoint=https://a.b/;accesskey=not-base64!", "its accesskey is not a base64 key"),
+    ("endpoint=https://a.b/;accesskey=", "it has no accesskey"),
+    ("endpoint=https://a.b/", "it has no accesskey"),
+    (f"accesskey={ACS_KEY}", "it has no endpoint"),
+    (f"endpoint=http://a.b/;accesskey={ACS_KEY}", "its endpoint is not an https URL"),
+    ("", "it has no endpoint and it has no accesskey"),
+    (f"Endpoint = https://a.b/ ; AccessKey = {ACS_KEY}", "")])
+def test_an_acs_connection_string_problem_says_which_part_is_wrong(value: str, but: str) -> None:
+    # The operator is told what to fix, since the value itself is never shown.
+    problem = acs_connection_string_problem(value)
+    assert problem == (f"must be endpoint=https://<resource>/;accesskey=<base64 key> as the "
+                       f"Azure portal shows it, but {but}" if but else "")
 
 
 def test_a_valid_acs_connection_string_is_accepted() -> None:

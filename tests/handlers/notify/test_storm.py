@@ -71,3 +71,23 @@ def test_changes_do_not_mutate_their_input() -> None:
     admit(state, 90.0)
     storm.lease(storm.flush(state, now=90.0, policy=POLICY), now=90.0, token="x", lease_s=1.0)
     assert repr(state) == snapshot
+
+
+def test_windows_closing_one_after_another_keep_every_pending_digest() -> None:
+    # GIVEN a storm over two windows, each holding messages back, and no digest sent yet
+    state = admit(admit(admit(None, 0.0), 1.0), 2.5)  # window 0: one held
+    state = admit(admit(state, 60.0), 61.5)  # window 60: the digest and this one sent
+    state = admit(state, 62.0)  # held
+    # WHEN the second window closes too
+    state = admit(state, 130.0)
+    # THEN both digests are pending, each named by its window's start (ms), oldest first
+    assert [(p["id"], p["start"], p["end"]) for p in state["pending"]] == [
+        ("0", 0.0, 60.0), ("60000", 60.0, 120.0)]
+    assert storm.pending_count(state) == 2
+
+
+def test_a_hold_verdict_says_which_window_and_how_many_are_held() -> None:
+    state = admit(admit(admit(None, 10.0), 11.0), 12.0)
+    assert state["verdict"] == {"token": "t", "kind": "hold", "window_start": 10.0, "held": 1}
+    state = admit(state, 13.0, "other group")
+    assert state["verdict"] == {"token": "t", "kind": "hold", "window_start": 10.0, "held": 2}

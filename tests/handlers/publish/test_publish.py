@@ -150,13 +150,18 @@ def test_topic_down_publishes_later_without_acting_again(dispatcher: Dispatcher,
 
 
 def test_an_unreachable_topic_is_retried(make_dispatcher: Callable[..., Dispatcher],
-                                         sample: Sample) -> None:
+                                         sample: Sample, caplog: pytest.LogCaptureFixture) -> None:
     nobody = f"http://127.0.0.1:{free_port()}/api/events"
     dispatcher = make_dispatcher(**{TOPIC_ENDPOINT: nobody, TOPIC_KEY: KEY})
     result = dispatcher.dispatch(tagged(sample), function=ON_MODEL_REGISTERED)
     assert result.should_retry and "unreachable" in result.detail
     entry = dispatcher.ledger.get(result.key)
     assert entry is not None and entry.outcome is Outcome.PLANNED
+    # the warning names the event, its type and why, for the operator
+    state = dispatcher.ledger.get_state(state_key(result.key))
+    assert state is not None and state["status"] == "pending"
+    assert (f"outcome event {state['id']} (amlevents.DeploymentPlanned) not published, will "
+            f"retry: outcome topic unreachable") in caplog.text
 
 
 def test_off_when_the_endpoint_is_empty(make_dispatcher: Callable[..., Dispatcher],
@@ -187,7 +192,8 @@ def test_a_wrong_key_is_retried_and_named_without_its_value(
 
 
 def test_an_event_the_topic_refuses_is_kept_not_retried(
-        make_dispatcher: Callable[..., Dispatcher], tmp_path: Path, sample: Sample) -> None:
+        make_dispatcher: Callable[..., Dispatcher], tmp_path: Path, sample: Sample,
+        caplog: pytest.LogCaptureFixture) -> None:
     # A topic whose input schema is EventGridSchema refuses CloudEvents (400): retrying cannot help.
     for wrong in outcome_topic(tmp_path / "eg", input_schema="EventGridSchema"):
         dispatcher = make_dispatcher(**{TOPIC_ENDPOINT: wrong.url, TOPIC_KEY: KEY})
@@ -196,6 +202,8 @@ def test_an_event_the_topic_refuses_is_kept_not_retried(
         state = dispatcher.ledger.get_state(state_key(result.key))
         assert state is not None and state["status"] == "refused"
         assert "HTTP 400" in state["last_error"]
+        assert (f"outcome event {state['id']} (amlevents.DeploymentPlanned) refused by the "
+                f"topic, not retried: {state['last_error']}") in caplog.text
         again = dispatcher.dispatch(tagged(sample), function=ON_MODEL_REGISTERED)
         assert not again.should_retry
         assert wrong.received() == []

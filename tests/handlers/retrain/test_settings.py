@@ -184,3 +184,16 @@ def test_the_default_drift_threshold_is_0_3() -> None:
     from handlers.retrain.settings import RetrainSettings
 
     assert RetrainSettings.from_mapping({}).drift_threshold == 0.3
+
+
+@pytest.mark.parametrize(("value", "valid"), [("0", True), ("1", True), ("-0.01", False),
+                                              ("1.01", False)])
+def test_the_drift_threshold_is_a_share_from_0_to_1(value: str, valid: bool) -> None:
+    from handlers.retrain.settings import DRIFT_THRESHOLD, RetrainSettings
+
+    if valid:
+        assert RetrainSettings.from_mapping({DRIFT_THRESHOLD: value}).drift_threshold == float(value)
+        return
+    with pytest.raises(SettingError) as caught:
+        RetrainSettings.from_mapping({DRIFT_THRESHOLD: value})
+    assert caught.value.setting == DRIFT_THRESHOLD

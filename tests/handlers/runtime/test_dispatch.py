@@ -44,6 +44,10 @@ def test_duplicate_delivery_acts_once_and_counts_attempts(make_dispatcher: MakeD
     first, second, third = (deliver(dispatcher, event) for _ in range(3))
     assert (first.outcome, first.duplicate) == (Outcome.PLANNED, False)
     assert (second.outcome, second.duplicate) == (Outcome.PLANNED, True)
+    # a duplicate answers with the first delivery's row: the same event, type and verdict
+    for result in (first, second):
+        assert (result.event_id, result.event_type) == (event["id"], event["eventType"])
+    assert (second.key, second.action, second.detail) == (first.key, first.action, first.detail)
     assert third.duplicate
     [entry] = dispatcher.ledger.entries()
     assert entry.attempts == 3

@@ -117,13 +117,20 @@ def test_a_redelivery_runs_nothing(devops: FakeAzureDevOps, live: Callable[..., 
     assert len(devops.runs_of(ORG, PROJECT, PIPELINE_ID)) == 1
 
 
+# Each message is preceded by Azure DevOps' typeKey, which says what kind of refusal it is.
 @pytest.mark.parametrize(("changes", "status", "message"), [
-    ({"templateParameters": {"run": "x", "colour": "red"}}, 400, "Unexpected parameter 'colour'"),
-    ({"templateParameters": {}}, 400, "A value for the 'run' parameter must be provided"),
-    ({"variables": {"other": "x"}}, 400, "You can't set the following variables (other)"),
-    ({"branch": "nope"}, 400, "Unable to resolve the reference 'refs/heads/nope'"),
-    ({"pipelineId": 999}, 404, "Pipeline with id 999 not found"),
-    ({"project": "Elsewhere"}, 404, "TF200016: The following project does not exist"),
+    ({"templateParameters": {"run": "x", "colour": "red"}}, 400,
+     "PipelineValidationException: /azure-pipelines.yml (Line: 1, Col: 1): Unexpected "
+     "parameter 'colour'"),
+    ({"templateParameters": {}}, 400,
+     "PipelineValidationException: A value for the 'run' parameter must be provided"),
+    ({"variables": {"other": "x"}}, 400,
+     "PipelineValidationException: You can't set the following variables (other)"),
+    ({"branch": "nope"}, 400,
+     "PipelineValidationException: Unable to resolve the reference 'refs/heads/nope'"),
+    ({"pipelineId": 999}, 404, "PipelineNotFoundException: Pipeline with id 999 not found"),
+    ({"project": "Elsewhere"}, 404, "ProjectDoesNotExistWithNameException: TF200016: The "
+     "following project does not exist"),
 ])
 def test_azure_devops_refusals_are_failed_with_its_message(
         devops: FakeAzureDevOps, live: Callable[..., Dispatcher], sample: Sample,
@@ -133,6 +140,9 @@ def test_azure_devops_refusals_are_failed_with_its_message(
     assert cicd(result).outcome is Outcome.FAILED and not result.should_retry
     assert f"Azure DevOps answered {status}" in errors(result) and message in errors(result)
     assert devops.runs_of(ORG, PROJECT, PIPELINE_ID) == []
+    # the row's detail is compact, key-sorted JSON, as every plan's detail
+    detail = cicd(result).detail
+    assert detail == json.dumps(json.loads(detail), sort_keys=True, separators=(",", ":"))
     assert cicd(deliver(dispatcher, failed_run(sample))).duplicate
 
 

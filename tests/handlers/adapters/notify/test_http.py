@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from handlers.events.parse import RunStatusChanged, parse_event
 from handlers.notify.decide import build_notice
 from handlers.notify.message import Message, notice_message
 from tests.fakes.notify import SECRET_PATH, http_receiver
+from tests.fakes.server import serve_in_thread
 
 
 def _message(sample: Callable[[str], dict[str, Any]]) -> Message:
@@ -200,3 +202,48 @@ def test_an_untrusted_certificate_is_permanent_and_nothing_is_sent(
         assert notify_http.webhook(url, secret="", timeout_s=5, ca_file=str(ca_file)).send(
             _message(sample)) == "HTTP 200"
     assert len(received) == 1
+
+
+class _Answer(BaseHTTPRequestHandler):
+    """A receiver giving one fixed answer: status, headers, raw body bytes."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status, headers, body = self.server.answer  # type: ignore[attr-defined]
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _send_against(answer: tuple[int, dict[str, str], bytes],
+                  sample: Callable[[str], dict[str, Any]]) -> Exception:
+    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), _Answer)
+    server.answer = answer
+    with serve_in_thread(server), pytest.raises(Exception) as caught:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        notify_http.webhook(url, secret="", timeout_s=5).send(_message(sample))
+    return caught.value
+
+
+@pytest.mark.parametrize(("status", "retry_after", "expected"), [
+    (429, "17", 17.0), (503, "2.5", 2.5), (503, "soon", None), (500, None, None)])
+def test_a_retryable_answer_carries_its_retry_after(
+        status: int, retry_after: str | None, expected: float | None,
+        sample: Callable[[str], dict[str, Any]]) -> None:
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    error = _send_against((status, headers, b"busy"), sample)
+    assert isinstance(error, RetryableError) and error.retry_after_s == expected
+    assert str(error) == f"webhook: HTTP {status} 'busy'"
+
+
+def test_an_error_body_that_is_not_utf8_is_shown_not_crashed_on(
+        sample: Callable[[str], dict[str, Any]]) -> None:
+    error = _send_against((400, {}, b"bad \xff\xfe body"), sample)
+    assert isinstance(error, PermanentError)
+    assert str(error) == "webhook: HTTP 400 'bad \ufffd\ufffd body'"

@@ -102,6 +102,8 @@ class _Refusing:
     ("552 5.3.4 Message too big", "250 OK", PermanentError, "smtp: 552"),
     ("451 4.3.0 Try again later", "250 OK", RetryableError, "smtp: 451"),
     ("250 OK", "550 5.1.1 No such user", PermanentError, "every recipient refused"),
+    # a long reply is kept to its first 200 characters
+    ("554 5.7.1 " + "x" * 300, "250 OK", PermanentError, r"^smtp: 554 5\.7\.1 x{194}$"),
 ])
 def test_smtp_replies_5xx_are_permanent_and_4xx_retryable(
         sample: Callable[[str], dict[str, Any]], data: str, rcpt: str,
