@@ -379,7 +379,9 @@ def test_the_ledger_gives_up_after_repeated_conflicts(ledger_store: LedgerStore)
     # redelivers), after a bounded number of tries
     claim = ledger.claim(facts())
     assert claim.status == "busy" and racing.lost == 5
-    assert claim.entry is not None and claim.entry.key == facts().key  # the row as last read
+    assert claim.entry is not None and claim.entry.key == facts().key  # the row as last read:
+    assert claim.entry.outcome is Outcome.RETRY  # the stored retry, not a claim of its own
+    assert claim.entry.detail == "other writer 3"  # as the fifth try found it
     # AND a state update that always loses gives up with a retryable error naming the item
     racing.lost = 0
     with pytest.raises(RetryableError, match="changed under us 3 times"):

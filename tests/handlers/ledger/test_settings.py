@@ -70,3 +70,18 @@ def test_an_unknown_sync_mode_names_the_setting() -> None:
         LedgerSettings.from_mapping({"AMLEVENTS_LEDGER_SYNC": "off"})
     assert caught.value.setting == "AMLEVENTS_LEDGER_SYNC"
     assert "normal, full" in str(caught.value)
+
+
+@pytest.mark.parametrize(("given", "days"), [("", 90), ("2", 2), ("36500", 36_500)])
+def test_retention_is_read_within_its_range(given: str, days: int) -> None:
+    from handlers.ledger.settings import LEDGER_RETENTION_DAYS, retention_days
+
+    assert retention_days({LEDGER_RETENTION_DAYS: given} if given else {}) == days
+
+
+@pytest.mark.parametrize("given", ["1", "36501", "-5", "ten"])
+def test_retention_outside_its_range_names_the_setting(given: str) -> None:
+    from handlers.ledger.settings import LEDGER_RETENTION_DAYS, retention_days
+
+    with pytest.raises(SettingError, match=LEDGER_RETENTION_DAYS):
+        retention_days({LEDGER_RETENTION_DAYS: given})

@@ -223,6 +223,8 @@ def test_the_transition_back_is_recorded_not_acted_on(sample: Sample) -> None:
                     settings(**{ROUTES: json.dumps({MONITOR: COMPONENT})}))
     assert isinstance(result, ActionResult) and result.outcome is Outcome.SKIPPED
     assert result.action == "monitor recovered" and "Completed" in result.detail
+    assert result.detail.endswith("the monitor recovered (or this event is late); "
+                                  "nothing to retrain")
 
 
 def test_a_breach_message_naming_no_signal_is_skipped(sample: Sample) -> None:

@@ -245,6 +245,9 @@ def test_a_busy_claim_makes_event_grid_retry(monkeypatch: pytest.MonkeyPatch,
     # (answering 2xx would drop the event if the other worker then dies)
     with pytest.raises(RetryLater, match="in_progress"):
         handle_trigger(raw, "on_run_status")
+    busy = default_dispatcher().dispatch(raw, function="on_run_status")
+    assert (busy.key, busy.event_id, busy.event_type, busy.outcome, busy.duplicate) == (
+        key, raw["id"], raw["eventType"], Outcome.IN_PROGRESS, True)
     # AND once the holder finished, a redelivery is a duplicate that succeeds
     ledger.finish(claim.entry, Outcome.PLANNED, "planned", "")
     assert handle_trigger(raw, "on_run_status").duplicate

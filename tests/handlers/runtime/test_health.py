@@ -111,3 +111,17 @@ def test_an_unusable_ledger_file_is_503_naming_path_and_setting(
     # THEN health is 503 (every event would fail), naming the file and the setting
     assert status == 503 and body["status"] == "unhealthy"
     assert "AMLEVENTS_LEDGER_PATH" in body["error"] and str(path) in body["error"]
+
+
+@pytest.mark.parametrize(("message", "value", "shown"), [
+    ("must be a number, got 'abcdefgh'", "abcdefgh", "must be a number, got another value"),
+    ("the folder /srv/amlevents-ledger is read-only", "/srv/amlevents-ledger",
+     "the folder … is read-only"),
+    ("must be 1-10, got 12345", "12345", "must be 1-10, got another value"),
+    ("is not one of a, b (abc)", "abc", "is not one of a, b (abc)"),  # too short to be a secret
+])
+def test_a_problem_never_shows_the_value_however_it_names_it(message: str, value: str,
+                                                             shown: str) -> None:
+    from handlers.runtime.health import _without_value
+
+    assert _without_value(message, f"  {value} ") == shown
