@@ -16,17 +16,17 @@ Run: .venv/bin/python benchmarks/sqlite_writers.py [--events N] [--work-us U]
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
-import sqlite3
 import statistics
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
+from ledger_rows import claim, connect, create, finish
+
 ROOT = Path(__file__).resolve().parent.parent
-AT = "2026-11-30T12:00:00.000+00:00"
-HISTORY = '[{"n":1,"at":"2026-11-30T12:00:00.000+00:00","outcome":"in_progress"}]'
 
 
 def _spin(loops: int) -> int:
@@ -49,31 +49,21 @@ def _cpu_only(events: int, loops: int, done: multiprocessing.Queue[float]) -> No
 
 
 def _ledger_writes(path: str, events: int, loops: int, done: multiprocessing.Queue[float]) -> None:
-    from handlers.ledger import sqlite as store
-
-    event = "j" + (ROOT / "samples" / "events" / "run_status_changed.json").read_text()
-    conn = sqlite3.connect(path, isolation_level=None, timeout=30)
-    conn.execute("PRAGMA synchronous=NORMAL")
+    sample = json.loads((ROOT / "samples" / "events" / "run_status_changed.json").read_text())[0]
+    stored = "j" + json.dumps(sample)
+    conn = connect(path)
     for _ in range(events):
         key = uuid.uuid4().hex
-        conn.execute(store._INSERT, (key, key, "RunStatusChanged", "runs/r", "/topic", "on_ml_event",
-                                     AT, AT, "in_progress", "", "", 1, 1e12, HISTORY, event))
+        claim(conn, key, {**sample, "id": key}, stored)
         _spin(loops)  # the concern's work between the claim and the outcome
-        conn.execute(store._UPDATE, ("on_ml_event", AT, "planned", "notify", "{}", 1, 0.0,
-                                     HISTORY, key, 1))
+        finish(conn, key)
     conn.close()
     done.put(0.0)
 
 
 def _events_per_s(target: str, processes: int, events: int, loops: int, folder: Path) -> float:
-    from handlers.ledger import sqlite as store
-
     path = str(folder / f"{uuid.uuid4().hex}.sqlite3")
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.executescript(store._SCHEMA)
-    conn.executescript(store._INDEXES)
-    conn.close()
+    create(path, ledger=True).close()
     context = multiprocessing.get_context("spawn")
     done: multiprocessing.Queue[float] = context.Queue()
     args = (path, events, loops, done) if target == "ledger" else (events, loops, done)

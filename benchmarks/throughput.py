@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
 import statistics
 import tempfile
 import time
@@ -24,6 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ledger_rows import claim, create, finish
 from load import BATCH, push_through_host
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,9 +39,7 @@ def make_events(count: int) -> list[dict[str, Any]]:
 def floor_per_event_s(events: list[dict[str, Any]], path: Path, *, commits: int) -> float:
     """Seconds per event for json.loads + an INSERT and commit (+ an UPDATE and commit when
     `commits` is 2), WAL and synchronous=NORMAL as the ledger's default, minimal Python."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
+    conn = create(path, ledger=False)
     conn.execute("CREATE TABLE t (id TEXT PRIMARY KEY, type TEXT, outcome TEXT)")
     texts = [json.dumps(e) for e in events]
     start = time.perf_counter()
@@ -59,25 +57,14 @@ def ledger_sql_per_event_s(events: list[dict[str, Any]], path: Path) -> float:
     """Seconds per event for json.loads + the SQLite ledger's own two statements (its schema and
     indexes, the row with the event stored in it), minimal Python: what the ledger's writes cost
     before any of the app's Python, to set beside the exactly-once floor's three-column table."""
-    from handlers.ledger import sqlite as store
-
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.executescript(store._SCHEMA)
-    conn.executescript(store._INDEXES)
+    conn = create(path, ledger=True)
     texts = [json.dumps(e) for e in events]
-    at = "2026-11-30T12:00:00.000+00:00"
-    history = f'[{{"n":1,"at":"{at}","function":"on_ml_event","outcome":"in_progress"}}]'
     start = time.perf_counter()
     for text in texts:
         event = json.loads(text)
         key = event["id"].replace("-", "")
-        conn.execute(store._INSERT, (key, event["id"], event["eventType"], event["subject"],
-                                     event["topic"], "on_ml_event", at, at, "in_progress", "",
-                                     "", 1, 1e12, history, "j" + text))
-        conn.execute(store._UPDATE, ("on_ml_event", at, "planned", "notify", "{}", 1, 0.0,
-                                     history, key, 1))
+        claim(conn, key, event, "j" + text)
+        finish(conn, key)
     elapsed = time.perf_counter() - start
     conn.close()
     return elapsed / len(events)
