@@ -84,3 +84,45 @@ def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(SettingError) as caught:
         dp.DeployPolicy.from_mapping({dp.MAX_INSTANCE_COUNT: "0", dp.WORKSPACE: "nope"})
     assert {name for name, _ in caught.value.problems} == {dp.MAX_INSTANCE_COUNT, dp.WORKSPACE}
+
+
+def test_every_refusal_is_spelled_out_whole() -> None:
+    with pytest.raises(SettingError) as caught:
+        dp.DeployPolicy.from_mapping({
+            dp.ALLOWED_TARGETS: "Managed,serverless", dp.MAX_INSTANCE_COUNT: "101",
+            dp.MAX_CPU_CORES: "0.05", dp.MAX_MEMORY_GB: "513", dp.REQUIRED_TAGS: "stage.name=x",
+            dp.WORKSPACE: "/subscriptions/x/resourceGroups/y", dp.ORDER_HOLD_S: "-1"})
+    assert caught.value.problems == (
+        (dp.ALLOWED_TARGETS, "'serverless' is not a target; use managed, kubernetes, aci, aks"),
+        (dp.MAX_INSTANCE_COUNT, "must be between 1 and 100, got 101"),
+        (dp.MAX_CPU_CORES, "must be between 0.1 and 64.0, got 0.05"),
+        (dp.MAX_MEMORY_GB, "must be between 0.1 and 512.0, got 513"),
+        (dp.REQUIRED_TAGS, "'stage.name' is not a tag name (letters, digits, _ and -)"),
+        (dp.WORKSPACE, "must be a workspace resource id: /subscriptions/{id}/resourceGroups/"
+                       "{rg}/providers/Microsoft.MachineLearningServices/workspaces/{name}"),
+        (dp.ORDER_HOLD_S, "must be between 0.0 and 604800.0, got -1"),
+    )
+
+
+def test_the_bounds_themselves_are_allowed() -> None:
+    low = dp.DeployPolicy.from_mapping({dp.MAX_INSTANCE_COUNT: "1", dp.MAX_CPU_CORES: "0.1",
+                                        dp.MAX_MEMORY_GB: "0.1", dp.ORDER_HOLD_S: "0"})
+    assert (low.max_instance_count, low.max_cpu_cores, low.max_memory_gb, low.order_hold_s) == (
+        1, 0.1, 0.1, 0.0)  # a hold of 0: deploy in arrival order without waiting
+    high = dp.DeployPolicy.from_mapping({dp.MAX_INSTANCE_COUNT: "100", dp.MAX_CPU_CORES: "64",
+                                         dp.MAX_MEMORY_GB: "512", dp.ORDER_HOLD_S: "604800"})
+    assert (high.max_instance_count, high.max_cpu_cores, high.max_memory_gb,
+            high.order_hold_s) == (100, 64.0, 512.0, 604800.0)
+
+
+def test_the_defaults_whole() -> None:
+    policy = dp.DeployPolicy.from_mapping({})
+    assert (policy.allowed_k8s_instance_types, policy.max_cpu_cores, policy.max_memory_gb,
+            policy.order_hold_s) == (("defaultinstancetype",), 2.0, 4.0, 3600.0)
+    assert policy.instance_types_for("aks") == dp.DEFAULT_INSTANCE_TYPES
+    assert policy.instance_types_setting("managed") == dp.ALLOWED_INSTANCE_TYPES
+    assert policy.endpoint_pattern.pattern == ".*"
+    # A required tag with a value prints as the setting spells it; a bare one by its name.
+    assert (str(dp.RequiredTag("stage", "prod")), str(dp.RequiredTag("ok", None))) == (
+        "stage=prod", "ok")
+    assert dp.RequiredTag("Stage", "prod").satisfied_by({"stage": " PROD "})

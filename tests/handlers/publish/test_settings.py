@@ -60,3 +60,35 @@ def test_bad_values_name_their_setting(env: dict[str, str], setting: str) -> Non
 def test_validate_all_reports_them_for_the_health_check() -> None:
     problems = validate_all(SettingsCache({TOPIC_ENDPOINT: "http://topic.example/api/events"}))
     assert any(name == TOPIC_ENDPOINT for name, _ in problems)
+
+
+def test_each_refusal_is_spelled_out_whole() -> None:
+    def problems(env: dict[str, str]) -> tuple[tuple[str, str], ...]:
+        with pytest.raises(SettingError) as caught:
+            OutcomeTopicSettings.from_mapping(env)
+        return caught.value.problems
+
+    assert problems({TOPIC_ENDPOINT: "topic.example/api/events"}) == ((
+        TOPIC_ENDPOINT, "must be the topic's URL, e.g. "
+                        "https://TOPIC.REGION-1.eventgrid.azure.net/api/events"),)
+    assert problems({TOPIC_ENDPOINT: "ftp://topic.example/api/events"})[0][0] == TOPIC_ENDPOINT
+    assert problems({TOPIC_ENDPOINT: "http://topic.example/api/events"}) == ((
+        TOPIC_ENDPOINT, "must use https (http only for the local simulator on 127.0.0.1 "
+                        "or localhost)"),)
+    assert problems({TOPIC_ENDPOINT: LOCAL}) == ((
+        TOPIC_KEY, "is required for a local topic (the simulator takes keys, not managed "
+                   "identity tokens)"),)
+    assert problems({TOPIC_ENDPOINT: AZURE, TIMEOUT_S: "121"}) == ((
+        TIMEOUT_S, "must be between 0.5 and 120.0, got 121"),)
+
+
+def test_the_defaults_and_the_timeout_bounds() -> None:
+    assert OutcomeTopicSettings.from_mapping({}) == OutcomeTopicSettings(
+        endpoint="", key="", source="/amlevents/local", publish_dry_run=False, timeout_s=10.0)
+    for raw, seconds in (("0.5", 0.5), ("120", 120.0)):
+        assert OutcomeTopicSettings.from_mapping(
+            {TOPIC_ENDPOINT: AZURE, TIMEOUT_S: raw}).timeout_s == seconds
+    # localhost is the simulator too; http is allowed there and dry runs are published.
+    local = OutcomeTopicSettings.from_mapping(
+        {TOPIC_ENDPOINT: "http://localhost:7072/api/events", TOPIC_KEY: "k"})
+    assert local.local and local.publish_dry_run and local.enabled
