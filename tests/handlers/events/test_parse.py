@@ -266,3 +266,59 @@ def test_tag_values_of_any_json_scalar_become_their_json_text(sample: Sample) ->
     event = ev.parse_event(raw)
     assert isinstance(event, ev.ModelRegistered)
     assert dict(event.model_tags) == {"on": "true", "off": "false", "n": "3", "none": "", "s": "x"}
+
+
+def _fields(event: Any, *left_out: str) -> dict[str, Any]:
+    return {k: v for k, v in vars(event).items() if k not in ("envelope", *left_out)}
+
+
+def test_each_sample_parses_to_every_documented_value(sample: Sample) -> None:
+    tags = {"area": "diabetes", "type": "regression"}
+    assert _fields(ev.parse_event(sample("model_registered"))) == {
+        "model_name": "sklearn_regression_model", "model_version": "20", "model_tags": tags,
+        "model_properties": {"type": "test"}}
+    assert _fields(ev.parse_event(sample("model_deployed"))) == {
+        "service_name": "my-sklearn-service", "service_compute_type": "ACI",
+        "model_ids": ("sklearn_regression_model:1", "sklearn_regression_model:2"),
+        "service_tags": tags, "service_properties": {"type": "test"}}
+    completed = ev.parse_event(sample("run_completed"))
+    assert _fields(completed, "run_properties") == {
+        "experiment_id": "0fa9dfaa-cba3-4fa7-b590-23e48548f5c1",
+        "experiment_name": "automl-local-regression",
+        "run_id": "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5", "run_type": "",
+        "run_tags": {}}
+    assert completed.run_properties["run_algorithm"] == "LassoLars"  # type: ignore[attr-defined]
+    assert _fields(ev.parse_event(sample("dataset_drift_detected"))) == {
+        "data_drift_id": "01d29aa4-e6a4-470a-9ef3-66660d21f8ef",
+        "data_drift_name": "myDriftMonitor",
+        "run_id": "01d29aa4-e6a4-470a-9ef3-66660d21f8ef_1571590300380",
+        "base_dataset_id": "3c56d136-0f64-4657-a0e8-5162089a88a3",
+        "target_dataset_id": "d7e74d2e-c972-4266-b5fb-6c9c182d2a74",
+        "drift_coefficient": 0.8350349068479208,
+        "start_time": "2019-07-04T00:00:00+00:00", "end_time": "2019-07-05T00:00:00+00:00"}
+
+
+def test_a_deployment_without_model_ids_or_compute_type_is_still_valid(sample: Sample) -> None:
+    raw = sample("model_deployed")
+    del raw["data"]["ModelIds"], raw["data"]["ServiceComputeType"]
+    event = ev.parse_event(raw)
+    assert _fields(event, "service_tags", "service_properties") == {
+        "service_name": "my-sklearn-service", "service_compute_type": "", "model_ids": ()}
+    raw["data"]["ModelIds"] = " a:1 , ,b:2, "  # blanks between commas are dropped
+    assert ev.parse_event(raw).model_ids == ("a:1", "b:2")  # type: ignore[attr-defined]
+
+
+def test_optional_drift_and_run_fields_may_be_absent(sample: Sample) -> None:
+    raw = sample("dataset_drift_detected")
+    for key in ("BaseDatasetId", "TargetDatasetId", "StartTime", "EndTime"):
+        del raw["data"][key]
+    drift = _fields(ev.parse_event(raw))
+    assert (drift["base_dataset_id"], drift["target_dataset_id"], drift["start_time"],
+            drift["end_time"]) == ("", "", "", "")
+    run = sample("run_status_changed")
+    for key in ("experimentId", "runType", "runTags", "runProperties"):
+        del run["data"][key]
+    assert _fields(ev.parse_event(run), "monitor_breach") == {
+        "experiment_id": "", "experiment_name": "automl-local-regression",
+        "run_id": "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5", "run_type": "",
+        "run_tags": {}, "run_properties": {}, "run_status": "failed"}
