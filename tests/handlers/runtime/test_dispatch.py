@@ -275,4 +275,6 @@ def test_a_handler_raising_an_unexpected_exception_is_failed_once_not_retried(
     assert first.outcome is Outcome.FAILED and not first.should_retry
     assert "KeyError" in first.detail and "a bug in a handler" in first.detail
     assert again.duplicate and again.outcome is Outcome.FAILED and len(calls) == 1
-    assert any("failed unexpectedly" in r.getMessage() for r in caplog.records)
+    assert [r.getMessage() for r in caplog.records if "unexpectedly" in r.getMessage()] == [
+        "handler for Microsoft.MachineLearningServices.RunStatusChanged failed unexpectedly: "
+        "KeyError: 'a bug in a handler'"]

@@ -12,6 +12,7 @@ import azure.functions as func
 import pytest
 
 import function_app
+from handlers.runtime.settings import CONCERNS
 
 SECRET = "sig=TOPSECRET-9f8e7d"
 
@@ -125,3 +126,23 @@ def test_a_problem_never_shows_the_value_however_it_names_it(message: str, value
     from handlers.runtime.health import _without_value
 
     assert _without_value(message, f"  {value} ") == shown
+
+
+def test_the_healthy_answer_whole(env: pytest.MonkeyPatch) -> None:
+    env.setenv("AMLEVENTS_ALLOWED_TOPICS", "/subscriptions/a/t1, /subscriptions/a/t2")
+    env.setenv("AMLEVENTS_DRY_RUN_NOTIFY", "false")
+    status, body = call_health()
+    assert status == 200
+    assert body == {"status": "ok", "dry_run": True,
+                    "dry_run_by_concern": {concern: concern != "notify" for concern in CONCERNS},
+                    "ledger": "sqlite", "allowed_topics": 2}
+
+
+def test_the_unhealthy_answer_whole(env: pytest.MonkeyPatch) -> None:
+    env.setenv("AMLEVENTS_DRY_RUN", "maybe")
+    status, body = call_health()
+    assert (status, body) == (503, {
+        "status": "unhealthy",
+        "settings": [{"setting": "AMLEVENTS_DRY_RUN",
+                      "problem": "must be true or false, got another value"}],
+        "error": "setting AMLEVENTS_DRY_RUN: must be true or false, got another value"})

@@ -226,3 +226,22 @@ def test_a_record_is_masked_once_however_many_handlers_log_it() -> None:
     # The filter formats the first message once, each handler once: three, not four.
     assert argument.formatted == 3
     assert all(s.getvalue().splitlines() == ["a value", f"login with {MASK}"] for s in streams)
+
+
+def test_installing_again_replaces_the_filter_rather_than_stacking_them() -> None:
+    from handlers.runtime.redaction import RedactingFilter, install_redaction
+
+    root = logging.getLogger()
+    handler = logging.NullHandler()
+    root.addHandler(handler)
+    try:
+        install_redaction(["first-secret-123"])
+        install_redaction(["second-secret-456"])
+        # One filter per handler, the latest: a settings reload must not leave stale copies.
+        (only,) = [f for f in handler.filters if isinstance(f, RedactingFilter)]
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "%s %s", (
+            "first-secret-123", "second-secret-456"), None)
+        only.filter(record)
+        assert record.getMessage() == f"first-secret-123 {MASK}"
+    finally:
+        root.removeHandler(handler)
