@@ -20,6 +20,7 @@ from handlers.ledger.ledger import (
     LedgerStore,
     ReceivedEvent,
     event_key,
+    parse_history,
     utc_iso,
 )
 from handlers.ledger.sqlite import SqliteLedgerStore
@@ -270,6 +271,26 @@ def test_prune_deletes_rows_not_updated_since_but_never_a_live_claim(
     assert ledger.prune(older_than_s=30 * day) == 0
     # AND a pruned event is new again to the ledger (hence the retention's minimum)
     assert ledger.claim(received(1)).status == "claimed"
+
+
+def test_prune_takes_a_claim_that_expired_long_ago(ledger: Ledger, clock: Clock) -> None:
+    # GIVEN a claim whose worker died 100 days ago (it expired after 60 s, nobody finished it)
+    day = 86400.0
+    clock.now = T0
+    assert ledger.claim(received(1)).status == "claimed"
+    clock.now = T0 + 100 * day
+    # WHEN rows older than 30 days are pruned THEN the dead claim goes too
+    assert ledger.prune(older_than_s=30 * day) == 1
+    assert ledger.entries() == []
+
+
+def test_a_verdict_recorded_without_a_claim_starts_its_history_with_the_action(
+        ledger: Ledger, clock: Clock) -> None:
+    entry, first = ledger.record(received(1), Outcome.REFUSED, "refused " + "x" * 200, "why")
+    assert first
+    assert parse_history(entry.history) == [{
+        "n": 1, "at": utc_iso(T0), "function": "on_ml_event", "outcome": "refused",
+        "action": "refused " + "x" * 152}]  # the action cut to 160 characters
 
 
 # --- versions ----------------------------------------------------------------------------------
