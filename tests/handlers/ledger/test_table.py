@@ -20,7 +20,6 @@ import trustme
 
 from handlers.errors import PermanentError, RetryableError, SettingError
 from handlers.ledger.table import (
-    DEV_CONNECTION_STRING,
     LEDGER_TABLE_CONNECTION,
     LEDGER_TABLE_ENDPOINT,
     LEDGER_TABLE_NAME,
@@ -39,48 +38,7 @@ def conn(port: int) -> str:
             f"TableEndpoint=http://127.0.0.1:{port}/{ACCOUNT};")
 
 
-# --- settings --------------------------------------------------------------------------------
-
-def test_own_connection_setting_wins_over_the_host_storage() -> None:
-    settings = TableLedgerSettings.from_mapping({LEDGER_TABLE_CONNECTION: conn(1),
-                                                 "AzureWebJobsStorage": conn(2)})
-    assert settings.connection_string == conn(1)
-    assert (settings.table_name, settings.endpoint) == ("amleventsledger", "")
-
-
-def test_host_storage_is_the_default_and_dev_storage_means_azurite() -> None:
-    settings = TableLedgerSettings.from_mapping({"AzureWebJobsStorage": "UseDevelopmentStorage=true",
-                                                 LEDGER_TABLE_NAME: "Ledger2"})
-    assert settings.connection_string == DEV_CONNECTION_STRING
-    assert "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1" in DEV_CONNECTION_STRING
-    assert settings.table_name == "Ledger2"
-
-
-def test_identity_based_host_storage_gives_an_endpoint_for_managed_identity() -> None:
-    by_account = TableLedgerSettings.from_mapping({
-        "AzureWebJobsStorage__accountName": "mystore", "AzureWebJobsStorage__clientId": "cid"})
-    assert (by_account.endpoint, by_account.client_id) == (
-        "https://mystore.table.core.windows.net", "cid")
-    by_uri = TableLedgerSettings.from_mapping({
-        "AzureWebJobsStorage__accountName": "mystore",
-        "AzureWebJobsStorage__tableServiceUri": "https://other.table.core.windows.net/"})
-    assert by_uri.endpoint == "https://other.table.core.windows.net"
-    own = TableLedgerSettings.from_mapping({LEDGER_TABLE_ENDPOINT: "https://x.example/",
-                                            "AzureWebJobsStorage": conn(2)})
-    assert (own.endpoint, own.connection_string) == ("https://x.example", "")
-
-
-def test_every_bad_setting_is_named_at_once() -> None:
-    with pytest.raises(SettingError) as caught:
-        TableLedgerSettings.from_mapping({LEDGER_TABLE_CONNECTION: conn(1),
-                                          LEDGER_TABLE_ENDPOINT: "http://plain.example",
-                                          LEDGER_TABLE_NAME: "no-dashes"})
-    assert [name for name, _ in caught.value.problems] == [
-        LEDGER_TABLE_NAME, LEDGER_TABLE_ENDPOINT, LEDGER_TABLE_ENDPOINT]
-    with pytest.raises(SettingError) as nothing:
-        TableLedgerSettings.from_mapping({})
-    assert nothing.value.setting == LEDGER_TABLE_CONNECTION
-
+# --- settings (the rest are in test_table_settings.py, which needs no Azurite) ---------
 
 def test_the_key_stays_out_of_repr_and_errors() -> None:
     settings = TableLedgerSettings.from_mapping({LEDGER_TABLE_CONNECTION: conn(1)})
