@@ -34,6 +34,19 @@ def clean_environment() -> Iterator[None]:
     default_dispatcher.cache_clear()
 
 
+# Fixtures that start Azurite; a test using one is marked `azurite` (`make mutate` leaves them out).
+AZURITE_FIXTURES = frozenset({"azurite", "azurite_blob", "azurite_oauth", "table_env"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        on_table = callspec is not None and callspec.params.get("backend_env") == "table"
+        if names & AZURITE_FIXTURES or on_table:
+            item.add_marker(pytest.mark.azurite)
+
+
 def load_sample(name: str) -> dict[str, Any]:
     """A fresh copy of one documented sample event (e.g. 'model_registered')."""
     events = json.loads((SAMPLES / f"{name}.json").read_text(encoding="utf-8"))
