@@ -19,6 +19,7 @@ import pytest
 from handlers.adapters.azure_ml_jobs import (
     ACTIVE_STATUSES,
     AzureMlJobRunner,
+    confirmation_key,
     ml_client_factory,
     state_key,
 )
@@ -370,6 +371,13 @@ def test_signals_of_one_monitor_coalesce_and_the_ledger_says_which(
     state = dispatcher.ledger.get_state(state_key(component_target(arm), _monitor_key(arm)))
     assert state is not None and state["last"]["job_name"] == job
     assert state["last"]["folded"] == ["breach-q"]
+    # AND a third event while the job runs joins the list, in order
+    third = retrain_of(deliver(dispatcher, breach(sample, arm, "breach-3")))
+    assert third.action == f"folded into retraining job {job}"
+    assert detail(third)["reason"] == (f"the last retraining job {job} for monitor {MONITOR} is "
+                                       "NotStarted")
+    state = dispatcher.ledger.get_state(state_key(component_target(arm), _monitor_key(arm)))
+    assert state is not None and state["last"]["folded"] == ["breach-q", "breach-3"]
 
 
 def _monitor_key(arm: FakeArm) -> str:
@@ -384,7 +392,9 @@ def test_a_breach_whose_run_is_no_longer_failed_is_not_acted_on(
     monitoring_run(arm, sample, status="Completed")
     retrain = retrain_of(deliver(live(), breach(sample, arm)))
     assert retrain.outcome is Outcome.SKIPPED and retrain.action == "breach not confirmed"
-    assert RUN in retrain.detail and "Completed" in retrain.detail
+    assert retrain.detail == (
+        f"monitoring run {RUN} of signal {SIGNAL} is Completed now, not Failed: the breach is no "
+        "longer current (the event is late or out of order); not retraining")
     assert puts(arm) == [] and arm.ml.jobs() == []
 
 
@@ -393,7 +403,8 @@ def test_a_breach_that_cannot_be_confirmed_is_acted_on_as_the_event_says(
     # GIVEN no such monitoring run in the workspace (deleted, say)
     retrain = retrain_of(deliver(live(), breach(sample, arm)))
     assert retrain.outcome is Outcome.DONE, retrain.detail
-    assert detail(retrain)["breach_confirmation"].startswith("unconfirmed: monitoring run")
+    assert detail(retrain)["breach_confirmation"] == (
+        f"unconfirmed: monitoring run {RUN} not found in workspace ws-amlevents")
     assert len(arm.ml.jobs()) == 1
 
 
@@ -498,3 +509,84 @@ def _typed(raw: dict[str, Any]) -> RunStatusChanged:
     event = parse_event(raw)
     assert isinstance(event, RunStatusChanged)
     return event
+
+
+def test_the_first_confirmation_is_kept_for_the_redeliveries(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    # GIVEN a confirmed breach whose submission was throttled (the event comes back)
+    monitoring_run(arm, sample)
+    dispatcher = live()
+    plan = decide(_typed(breach(sample, arm)), RetrainSettings.from_mapping(dispatcher.env))
+    assert isinstance(plan, RetrainPlan)
+    arm.fail_next("PUT", JOBS, 429)
+    assert retrain_of(deliver(dispatcher, breach(sample, arm))).outcome is Outcome.RETRY
+    confirmed = f"confirmed: monitoring run {RUN} is Failed and carries the breach"
+    assert dispatcher.ledger.get_state(confirmation_key(plan.request_id)) == {
+        "confirmation": confirmed}
+    # WHEN the monitor recovers before the redelivery
+    monitoring_run(arm, sample, status="Completed")
+    retrain = retrain_of(deliver(dispatcher, breach(sample, arm)))
+    # THEN the redelivery acts on the first answer: the job the event called for is submitted
+    assert retrain.outcome is Outcome.DONE, retrain.detail
+    assert detail(retrain)["breach_confirmation"] == confirmed
+    assert len(arm.ml.jobs()) == 1
+
+
+def test_the_client_factory_builds_one_quiet_client_per_workspace() -> None:
+    from handlers.adapters.azure_ml_jobs import WorkspaceRef
+    from handlers.adapters.credential import shared_credential
+
+    client_for = ml_client_factory(RetrainSettings.from_mapping({TIMEOUT_S: "7", READ_RETRIES: "3"}))
+    sub = "11111111-2222-3333-4444-555555555555"
+    client = client_for(WorkspaceRef(sub, "rg-ml", "ws-ml"))
+    # one client per workspace, reused: the SDK's pipeline and token cache are built once
+    assert client_for(WorkspaceRef(sub, "rg-ml", "ws-ml")) is client
+    other = client_for(WorkspaceRef(sub, "rg-ml", "ws-other"))
+    assert other is not client and other.workspace_name == "ws-other"
+    assert (client.subscription_id, client.resource_group_name, client.workspace_name) == (
+        sub, "rg-ml", "ws-ml")
+    assert client._credential is shared_credential()
+    # no progress bars or telemetry from a Functions host; retries and timeouts from settings
+    # (MLClient keeps them only on these private attributes)
+    assert client._operation_config.show_progress is False
+    assert client._operation_config.enable_telemetry is False
+    assert {key: client._kwargs[key] for key in (
+        "retry_total", "retry_backoff_factor", "connection_timeout", "read_timeout")} == {
+        "retry_total": 3, "retry_backoff_factor": 0.5, "connection_timeout": 7.0,
+        "read_timeout": 7.0}
+
+
+def test_a_failed_run_no_longer_tagged_is_not_acted_on(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    # GIVEN the monitoring run is still Failed but its breach tag was taken off
+    arm.ml.add_run(RUN, status="Failed", tags={}, experiment=MONITOR)
+    retrain = retrain_of(deliver(live(), breach(sample, arm)))
+    assert (retrain.outcome, retrain.action) == (Outcome.SKIPPED, "breach not confirmed")
+    assert retrain.detail == (f"monitoring run {RUN} failed, but no longer carries the "
+                              "threshold-breach tag; not retraining")
+    assert arm.ml.jobs() == []
+
+
+def test_a_placeholder_plan_is_refused_naming_the_routes_setting(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    from handlers.adapters.azure_ml_jobs import build_retrain_runner
+    from handlers.errors import SettingError
+
+    dispatcher = live()
+    # the dry-run plan for an unrouted breach: a placeholder component
+    plan = decide(_typed(breach(sample, arm)), RetrainSettings.from_mapping({}),
+                  dry_run=True)
+    assert isinstance(plan, RetrainPlan) and plan.placeholder
+    router = build_retrain_runner(RetrainSettings.from_mapping({}), dispatcher.ledger)
+    with pytest.raises(SettingError) as caught:
+        router.start(plan)
+    assert caught.value.problems == ((ROUTES, "no retraining target is configured "
+                                              "(placeholder plan)"),)
+
+
+def test_state_keys_are_hashed_any_case_and_confirmations_keyed_by_request() -> None:
+    import hashlib
+
+    digest = hashlib.sha256(b"/subscriptions/s/x|breach:ws/m").hexdigest()[:32]
+    assert state_key(" /Subscriptions/S/X ", "Breach:WS/M ") == f"retrain-aml-{digest}"
+    assert confirmation_key("abc") == "retrain-confirm-abc"

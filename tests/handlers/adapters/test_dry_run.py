@@ -3,12 +3,13 @@ same way (`retry`, naming the setting), before the dry-run twin records the plan
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from handlers.outcome import Outcome
+from handlers.outcome import ActionResult, Outcome
 from handlers.runtime.dispatch import Dispatcher
 from handlers.runtime.routing import ON_MODEL_REGISTERED, ON_RUN_STATUS
 
@@ -71,3 +72,79 @@ def test_the_rehearsed_cooldown_ends_exactly_when_it_has_lasted(
     assert handle(drift(sample, "d-2"), ctx).outcome is Outcome.SKIPPED
     now[0] += 1
     assert handle(drift(sample, "d-3"), ctx).outcome is Outcome.PLANNED
+
+
+# -- the rehearsal runner on its own: a real (SQLite, in memory) ledger and a settable clock ------
+
+def _runner(now: list[float], cooldown_s: str = "100") -> Any:
+    from handlers.adapters.dry_run import DryRunRetrainRunner
+    from handlers.ledger.ledger import Ledger
+    from handlers.ledger.sqlite import SqliteLedgerStore
+    from handlers.retrain.settings import RetrainSettings
+
+    ledger = Ledger(SqliteLedgerStore(":memory:"), clock=lambda: now[0])
+    return DryRunRetrainRunner(ledger, RetrainSettings.from_mapping(
+        {"AMLEVENTS_RETRAIN_COOLDOWN_S": cooldown_s}))
+
+
+def _plan(sample: Sample, event_id: str, *, placeholder: bool = False) -> Any:
+    from handlers.retrain.decide import decide
+    from handlers.retrain.plan import RetrainPlan
+    from handlers.retrain.settings import RetrainSettings
+    from tests.handlers.retrain.test_handler import TARGET, drift
+
+    env = {} if placeholder else {"AMLEVENTS_RETRAIN_DEFAULT_TARGET": json.dumps(TARGET)}
+    plan = decide(drift(sample, event_id), RetrainSettings.from_mapping(env),
+                  dry_run=placeholder)
+    assert isinstance(plan, RetrainPlan) and plan.placeholder is placeholder
+    return plan
+
+
+def test_a_rehearsed_run_records_when_it_started(sample: Sample) -> None:
+    from handlers.adapters.dry_run import rehearsal_state_key
+
+    now = [1000.0]
+    runner, first = _runner(now), _plan(sample, "d-1")
+    assert runner.start(first) == ActionResult.planned(first)
+    key = rehearsal_state_key(first.monitor_key)
+    assert runner.ledger.get_state(key) == {
+        "last": {"request_id": first.request_id, "started_at_s": 1000.0}}
+    # a redelivery of the same event is planned again and keeps the first start
+    now[0] = 1050.0
+    assert runner.start(first) == ActionResult.planned(first)
+    assert runner.ledger.get_state(key) == {
+        "last": {"request_id": first.request_id, "started_at_s": 1000.0}}
+    # so the cooldown counts from the first start: over at 1100, not at 1150
+    now[0] = 1099.0
+    assert runner.start(_plan(sample, "d-2")) == ActionResult.skipped(
+        "cooldown: the last retraining run (planned) for monitor myDriftMonitor started 99 s ago "
+        "(AMLEVENTS_RETRAIN_COOLDOWN_S=100)", action="retraining cooling down")
+    now[0] = 1100.0
+    second = _plan(sample, "d-3")
+    assert runner.start(second) == ActionResult.planned(second)
+    assert runner.ledger.get_state(key) == {
+        "last": {"request_id": second.request_id, "started_at_s": 1100.0}}
+
+
+def test_a_placeholder_plan_starts_no_cooldown(sample: Sample) -> None:
+    from handlers.adapters.dry_run import rehearsal_state_key
+
+    now = [1000.0]
+    runner, placeholder = _runner(now), _plan(sample, "d-1", placeholder=True)
+    assert runner.start(placeholder) == ActionResult.planned(placeholder)
+    assert runner.ledger.get_state(rehearsal_state_key(placeholder.monitor_key)) is None
+
+
+def test_the_rehearsal_key_is_a_hash_of_the_monitor_any_case() -> None:
+    import hashlib
+
+    from handlers.adapters.dry_run import rehearsal_state_key
+
+    digest = hashlib.sha256(b"my/monitor").hexdigest()[:32]
+    assert rehearsal_state_key(" My/Monitor ") == f"retrain-rehearsal-{digest}"
+
+
+def test_the_notify_twin_holds_no_digest() -> None:
+    from handlers.adapters.dry_run import DryRunNotifier
+
+    assert DryRunNotifier().flush() == []

@@ -9,7 +9,7 @@ from typing import Any
 
 from handlers.events import parse as ev
 from handlers.outcome import ActionResult, Outcome
-from handlers.retrain.decide import decide, request_id_for
+from handlers.retrain.decide import decide, decide_breach, experiment_for, request_id_for
 from handlers.retrain.plan import RetrainPlan
 from handlers.retrain.settings import (
     DEFAULT_TARGET,
@@ -279,3 +279,201 @@ def test_the_default_threshold_retrains_at_0_4_and_skips_at_0_29(sample: Sample)
     assert isinstance(plan, RetrainPlan) and plan.threshold == 0.3
     below = decide(drift_event(sample, DriftCoefficient=0.29), routed)
     assert isinstance(below, ActionResult) and below.outcome is Outcome.SKIPPED
+
+
+# -- whole messages, tags and boundaries (an operator reads these verbatim) ----------------------
+
+ROUTES_NOWHERE = "add the signal or the monitor to AMLEVENTS_RETRAIN_ROUTES or set " \
+    "AMLEVENTS_RETRAIN_DEFAULT_TARGET"
+
+
+def breach_message(signal: str, *values: float) -> str:
+    """A breach message naming `signal`, one Jensen-Shannon violation per value (F0, F1, ...)."""
+    items = ",".join(
+        f"'{{\"group\":\"F{i}\",\"metric_value\":{value},"
+        f"\"metric_name\":\"jensen_shannon_distance\",\"threshold_value\":0.1}}'"
+        for i, value in enumerate(values))
+    return (f"The signal '{signal}' has failed due to one or more features violating metric "
+            f"thresholds.\nThe feature names and their corresponding computed metric values "
+            f"violating the threshold are \n[{items}]\n")
+
+
+def test_drift_skips_read_whole(sample: Sample) -> None:
+    below = decide(drift_event(sample, DriftCoefficient=0.25), settings())
+    assert below == ActionResult.skipped(
+        "drift coefficient 0.2500 of monitor myDriftMonitor is below threshold 0.3000",
+        action="no retraining")
+    unrouted = decide(drift_event(sample), settings(**{ROUTES: json.dumps({"other": TARGET})}))
+    assert unrouted == ActionResult.skipped(
+        "no retraining target for drift monitor myDriftMonitor "
+        "(01d29aa4-e6a4-470a-9ef3-66660d21f8ef): add it to AMLEVENTS_RETRAIN_ROUTES or set "
+        "AMLEVENTS_RETRAIN_DEFAULT_TARGET", action="no retraining")
+
+
+def test_a_drift_plan_carries_its_identity_and_tags(sample: Sample) -> None:
+    event = drift_event(sample)
+    plan = decide(event, settings(**{DEFAULT_TARGET: json.dumps(TARGET)}))
+    assert isinstance(plan, RetrainPlan)
+    request_id = request_id_for(event)
+    assert (plan.monitor, plan.monitor_id, plan.drift_run_id) == (
+        "myDriftMonitor", "01d29aa4-e6a4-470a-9ef3-66660d21f8ef",
+        "01d29aa4-e6a4-470a-9ef3-66660d21f8ef_1571590300380")
+    assert (plan.coefficient, plan.threshold, plan.placeholder) == (0.8350349068479208, 0.3, False)
+    assert (plan.request_id, plan.request_parameter, plan.event_id) == (
+        request_id, "amleventsRequestId", "831e1650-001e-001b-66ab-eeb76e069631")
+    assert (plan.job_name, plan.experiment, plan.breach) == (
+        f"amlevents-{request_id}", "amlevents-retrain-myDriftMonitor", None)
+    assert plan.tags == {
+        "amlevents.eventId": "831e1650-001e-001b-66ab-eeb76e069631",
+        "amlevents.eventType": "Microsoft.MachineLearningServices.DatasetDriftDetected",
+        "amlevents.requestId": request_id, "amlevents.monitor": "myDriftMonitor",
+        "amlevents.source": "DatasetDriftDetected",
+        "amlevents.monitoringRunId": "01d29aa4-e6a4-470a-9ef3-66660d21f8ef_1571590300380"}
+
+
+def test_a_breach_plan_carries_its_identity_and_tags(sample: Sample) -> None:
+    event = breach_event(sample)
+    plan = decide(event, settings(**{DEFAULT_TARGET: COMPONENT}))
+    assert isinstance(plan, RetrainPlan) and plan.breach is not None
+    request_id = request_id_for(event)
+    run_id = "credit_card_fraud_monitor_data_drift_evaluate_5e8a0c"
+    assert (plan.monitor, plan.monitor_id, plan.drift_run_id, plan.placeholder) == (
+        MONITOR, "", run_id, False)
+    assert (plan.request_id, plan.request_parameter, plan.event_id) == (
+        request_id, "amleventsRequestId", "6a1f0e52-3c2b-4d8e-9f47-b2d1c0a9e8f7")
+    assert (plan.breach.monitoring_run_id, plan.breach.topic) == (run_id, event.envelope.topic)
+    assert plan.breach.violations == event.monitor_breach.violations  # type: ignore[union-attr]
+    assert plan.tags == {
+        "amlevents.eventId": "6a1f0e52-3c2b-4d8e-9f47-b2d1c0a9e8f7",
+        "amlevents.eventType": "Microsoft.MachineLearningServices.RunStatusChanged",
+        "amlevents.requestId": request_id, "amlevents.monitor": MONITOR,
+        "amlevents.source": "model monitor breach", "amlevents.monitoringRunId": run_id,
+        "amlevents.signal": SIGNAL}
+
+
+def test_tags_are_cut_to_256_characters(sample: Sample) -> None:
+    # Azure ML refuses longer tag values; the signal is the one the event author controls.
+    signal = "s" * 300
+    plan = decide(breach_event(sample, message=breach_message(signal, 0.4)),
+                  settings(**{DEFAULT_TARGET: COMPONENT}))
+    assert isinstance(plan, RetrainPlan)
+    assert plan.tags["amlevents.signal"] == "s" * 256
+    assert plan.parameters["signalName"] == signal  # parameters are not tags: kept whole
+
+
+def test_breach_skips_read_whole(sample: Sample) -> None:
+    routed = settings(**{ROUTES: json.dumps({MONITOR: COMPONENT})})
+    run = "credit_card_fraud_monitor_data_drift_evaluate_5e8a0c"
+    assert decide(breach_event(sample, status="Completed"), routed) == ActionResult.skipped(
+        f"monitoring run {run} of signal {SIGNAL} is Completed, not Failed: the monitor "
+        "recovered (or this event is late); nothing to retrain", action="monitor recovered")
+    assert decide(breach_event(sample, message="something new happened"), routed) == \
+        ActionResult.skipped(
+            f"monitoring run {run} failed on a threshold, but its breach message names no signal "
+            "amlevents can read; nothing is routed", action="no retraining")
+    unrouted = decide(breach_event(sample), settings(**{ROUTES: json.dumps({"other": COMPONENT})}))
+    assert unrouted == ActionResult.skipped(
+        f"no retraining target for signal {SIGNAL} of monitor {MONITOR} (no route): "
+        + ROUTES_NOWHERE, action="no retraining")
+    muted = decide(breach_event(sample), settings(**{ROUTES: json.dumps({SIGNAL: None}),
+                                                     DEFAULT_TARGET: COMPONENT}), dry_run=True)
+    assert muted == ActionResult.skipped(
+        f"no retraining target for signal {SIGNAL} of monitor {MONITOR} (route {SIGNAL!r} is "
+        "null): " + ROUTES_NOWHERE, action="no retraining")
+
+
+def test_a_breach_without_a_monitor_name_says_so(sample: Sample) -> None:
+    # "zz" has no prefix the experiment name starts with: the monitor cannot be told.
+    unrouted = decide(breach_event(sample, message=breach_message("zz", 0.4)),
+                      settings(**{ROUTES: json.dumps({"other": COMPONENT})}))
+    assert unrouted == ActionResult.skipped(
+        "no retraining target for signal zz of monitor ? (no route): " + ROUTES_NOWHERE,
+        action="no retraining")
+
+
+def test_an_own_threshold_skip_names_up_to_three_violations(sample: Sample) -> None:
+    strict = settings(**{ROUTES: json.dumps({MONITOR: COMPONENT}),
+                         MONITOR_THRESHOLDS: json.dumps({SIGNAL: 0.9})})
+    skipped = decide(breach_event(sample, message=breach_message(SIGNAL, 0.2, 0.3, 0.4, 0.5)),
+                     strict)
+    assert skipped == ActionResult.skipped(
+        f"no breached metric of signal {SIGNAL} goes beyond 0.9000, its threshold in "
+        f"AMLEVENTS_DRIFT_MONITOR_THRESHOLDS ({SIGNAL!r}): F0: jensen_shannon_distance 0.2 > 0.1; "
+        "F1: jensen_shannon_distance 0.3 > 0.1; F2: jensen_shannon_distance 0.4 > 0.1",
+        action="no retraining")
+
+
+def test_an_own_threshold_skip_with_no_readable_violation_says_so(sample: Sample) -> None:
+    strict = settings(**{ROUTES: json.dumps({MONITOR: COMPONENT}),
+                         MONITOR_THRESHOLDS: json.dumps({MONITOR: 0.5})})
+    skipped = decide(breach_event(sample, message=breach_message(SIGNAL)), strict)
+    assert skipped == ActionResult.skipped(
+        f"no breached metric of signal {SIGNAL} goes beyond 0.5000, its threshold in "
+        f"AMLEVENTS_DRIFT_MONITOR_THRESHOLDS ({MONITOR!r}): none readable",
+        action="no retraining")
+
+
+def test_a_metric_exactly_at_the_own_threshold_goes_beyond_it(sample: Sample) -> None:
+    # higher is worse for a distance: reaching the operator's bar is enough
+    strict = settings(**{ROUTES: json.dumps({MONITOR: COMPONENT}),
+                         MONITOR_THRESHOLDS: json.dumps({MONITOR: 0.5})})
+    plan = decide(breach_event(sample, message=breach_message(SIGNAL, 0.5)), strict)
+    assert isinstance(plan, RetrainPlan) and plan.threshold == 0.5
+    # lower is worse for a p-value: a p-value at the bar goes beyond it, one just over does not
+    p_value = breach_message(SIGNAL, 0.02).replace("jensen_shannon_distance",
+                                                    "pearsons_chi_squared_test")
+    for bar, retrains in ((0.02, True), (0.0199, False)):
+        own = settings(**{ROUTES: json.dumps({MONITOR: COMPONENT}),
+                          MONITOR_THRESHOLDS: json.dumps({MONITOR: bar})})
+        assert isinstance(decide(breach_event(sample, message=p_value), own),
+                          RetrainPlan) is retrains
+
+
+def test_experiment_names_keep_only_safe_characters() -> None:
+    assert experiment_for("my monitor/v2") == "amlevents-retrain-my-monitor-v2"
+    assert experiment_for("  ") == "amlevents-retrain-monitor"
+    assert experiment_for("a_b-c") == "amlevents-retrain-a_b-c"
+    assert experiment_for("-XmonX-") == "amlevents-retrain-XmonX"  # only hyphens are trimmed
+    assert experiment_for("m" * 300) == ("amlevents-retrain-" + "m" * 300)[:255]
+    assert len(experiment_for("m" * 300)) == 255
+
+
+def test_a_recovery_naming_no_signal_says_so(sample: Sample) -> None:
+    result = decide(breach_event(sample, status="Completed", message="something else"),
+                    settings(**{DEFAULT_TARGET: COMPONENT}))
+    assert result == ActionResult.skipped(
+        "monitoring run credit_card_fraud_monitor_data_drift_evaluate_5e8a0c of signal ? is "
+        "Completed, not Failed: the monitor recovered (or this event is late); nothing to retrain",
+        action="monitor recovered")
+
+
+def test_a_breach_is_decided_live_unless_told_otherwise(sample: Sample) -> None:
+    # called directly (as the handler may), no dry run means no placeholder plan
+    result = decide_breach(breach_event(sample), settings())
+    assert isinstance(result, ActionResult) and result.outcome is Outcome.SKIPPED
+    assert isinstance(decide_breach(breach_event(sample), settings(), dry_run=True), RetrainPlan)
+
+
+def test_the_monitor_the_event_names_wins_over_a_longer_prefix_of_the_signal(
+        sample: Sample) -> None:
+    # "credit_card_fraud_monitor_data" is a longer prefix of the signal than the monitor's name,
+    # but the event says which monitor breached: its route and threshold apply
+    other = COMPONENT.replace("retrain_fraud", "retrain_other")
+    longer = f"{MONITOR}_data"
+    plan = decide(breach_event(sample), settings(**{ROUTES: json.dumps({MONITOR: COMPONENT,
+                                                                        longer: other})}))
+    assert isinstance(plan, RetrainPlan) and plan.target.as_dict()["id"] == COMPONENT
+    strict = settings(**{ROUTES: json.dumps({MONITOR: COMPONENT}),
+                         MONITOR_THRESHOLDS: json.dumps({MONITOR: 0.9, longer: 0.01})})
+    skipped = decide(breach_event(sample, message=only_js(0.41)), strict)
+    assert isinstance(skipped, ActionResult) and skipped.detail.startswith(
+        f"no breached metric of signal {SIGNAL} goes beyond 0.9000, its threshold in "
+        f"AMLEVENTS_DRIFT_MONITOR_THRESHOLDS ({MONITOR!r}):")
+
+
+def test_drift_is_decided_live_unless_told_otherwise(sample: Sample) -> None:
+    # no dry run given: no placeholder plan, even with no target configured at all
+    assert decide(drift_event(sample), settings()) == ActionResult.skipped(
+        "no retraining target for drift monitor myDriftMonitor "
+        "(01d29aa4-e6a4-470a-9ef3-66660d21f8ef): add it to AMLEVENTS_RETRAIN_ROUTES or set "
+        "AMLEVENTS_RETRAIN_DEFAULT_TARGET", action="no retraining")

@@ -3,8 +3,12 @@ with AMLEVENTS_DRY_RUN_CICD=false. Exactly once per rule: intent first, a lost a
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -217,9 +221,12 @@ def test_a_token_without_the_permission_is_forbidden(github: FakeGitHub,
 
 
 def test_an_untrusted_certificate_is_failed_naming_the_setting(
-        live: Callable[..., Dispatcher], sample: Sample) -> None:
-    row = cicd(deliver(live(AMLEVENTS_CICD_CA_FILE=""), registered(sample)))
-    assert row.outcome is Outcome.FAILED and "AMLEVENTS_CICD_CA_FILE" in row.detail
+        github: FakeGitHub, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    result = deliver(live(AMLEVENTS_CICD_CA_FILE=""), registered(sample))
+    assert cicd(result).outcome is Outcome.FAILED
+    host = github.url.removeprefix("https://")
+    assert errors(result) == (f"GitHub: the certificate of {host} is not trusted "
+                              "(see AMLEVENTS_CICD_CA_FILE)")
 
 
 # -- rate limits and 5xx: retry, and still one run ----------------------------------------------
@@ -286,7 +293,10 @@ def test_a_lost_answer_is_reconciled_not_dispatched_again(
     deliver(live(), registered(sample, "other-event"))  # another run, named by its request id
     github.delay_next("POST", DISPATCHES, 3.0)  # the run starts; the answer comes too late
     first = deliver(live(), registered(sample))
-    assert cicd(first).outcome is Outcome.RETRY and "no answer" in cicd(first).detail
+    assert cicd(first).outcome is Outcome.RETRY
+    # sent, no answer within the timeout: it may have started (looked up on the redelivery)
+    assert errors(first) == (f"GitHub: no answer from {github.url.removeprefix('https://')} "
+                             "within 1 s (TimeoutError)")
     assert len(github.runs_of(REPO)) == 2
     again = deliver(live(), registered(sample))
     row = cicd(again)
@@ -295,6 +305,20 @@ def test_a_lost_answer_is_reconciled_not_dispatched_again(
     run = github.runs_of(REPO)[-1]
     assert done["reconciled"] is True and done["runId"] == str(run.id)
     assert done["requestId"] in run.display_title
+    # the row says which run it found, and where to see it (GitHub's html_url)
+    assert done == {"outcome": "done", "reconciled": True, "requestId": done["requestId"],
+                    "rule": "release", "runId": str(run.id),
+                    "runUrl": f"https://github.com/{REPO}/actions/runs/{run.id}",
+                    "target": {"ref": "main", "repository": REPO, "service": "github",
+                               "workflow": "release.yml"}}
+    # looked up among the workflow's dispatched runs since the request (5 minutes' margin)
+    (lookup,) = github.requests_matching("GET")
+    assert lookup.path == f"/repos/{REPO}/actions/workflows/release.yml/runs"
+    assert lookup.query == {"created": lookup.query["created"], "per_page": "100",
+                            "event": "workflow_dispatch", "page": "1"}
+    created = datetime.strptime(lookup.query["created"], ">=%Y-%m-%dT%H:%M:%SZ")
+    margin = time.time() - created.replace(tzinfo=UTC).timestamp()
+    assert 300 <= margin < 330  # the request was sent seconds ago, minus 300 s of clock skew
     assert len(github.requests_matching("POST", DISPATCHES)) == 2 and len(github.runs_of(REPO)) == 2
 
 
@@ -306,8 +330,14 @@ def test_when_runs_are_not_named_it_says_it_cannot_tell(
     dispatcher = live(rule, AMLEVENTS_CICD_RECONCILE_GRACE_S="0")
     row = cicd(deliver(dispatcher, registered(sample)))
     assert row.outcome is Outcome.FAILED
-    assert "1 run(s) since then name no request id" in row.detail
-    assert "not starting it again" in row.detail
+    (failed,) = json.loads(row.detail)["dispatches"]
+    assert re.fullmatch(
+        re.escape("the request to start GitHub workflow unnamed.yml in contoso/ml-release on "
+                  "main at ") + r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00"
+        + re.escape(f" got no answer; no run names its request id {failed['requestId']}, but 1 "
+                    "run(s) since then name no request id at all, so one of them may be it (put "
+                    "the request id in the run name: docs/cicd.md): not starting it again, "
+                    "check the runs by hand"), failed["error"]), failed["error"]
     assert len(github.requests_matching("POST", r"/dispatches$")) == 1
     assert cicd(deliver(dispatcher, registered(sample))).duplicate
     # Not even a replay sends it again: whether it started is for a person to check.
@@ -335,7 +365,8 @@ def test_a_lost_repository_dispatch_is_found_among_the_repository_runs(
     again = deliver(live(NOTIFY_OPS), registered(sample))
     assert cicd(again).outcome is Outcome.DONE and dispatches(again)[0]["reconciled"] is True
     (lookup,) = github.requests_matching("GET", r"/repos/contoso/ops/actions/runs$")
-    assert lookup.query["event"] == "repository_dispatch"
+    assert lookup.query == {"created": lookup.query["created"], "per_page": "100",
+                            "event": "repository_dispatch", "page": "1"}
     assert len(github.runs_of("contoso/ops")) == 1
 
 
@@ -446,3 +477,24 @@ def test_app_problems_are_failed_with_githubs_message(
     row = cicd(deliver(live(**env), registered(sample)))
     assert row.outcome is Outcome.FAILED and message in row.detail
     assert github.requests_matching("POST", DISPATCHES) == []
+
+
+@pytest.mark.parametrize(("others", "counted", "pages"), [
+    (99, 100, 2),  # a full page: the next is asked for (empty: the listing ends there)
+    (1049, 1000, 10),  # at most 10 pages of 100 are read
+])
+def test_a_lost_answer_counts_the_unnamed_runs_page_by_page(
+        github: FakeGitHub, live: Callable[..., Dispatcher], sample: Sample,
+        others: int, counted: int, pages: int) -> None:
+    rule = {**RELEASE, "github": {**RELEASE["github"], "workflow": "unnamed.yml"}}
+    github.delay_next("POST", r"/unnamed\.yml/dispatches$", 3.0)
+    assert cicd(deliver(live(rule), registered(sample))).outcome is Outcome.RETRY
+    (lost,) = github.runs_of(REPO)
+    # runs started by hand since then: none names a request id
+    github.runs.extend(dataclasses.replace(lost, id=lost.id + n, display_title=f"Unnamed #{n}")
+                       for n in range(1, others + 1))
+    row = cicd(deliver(live(rule, AMLEVENTS_CICD_RECONCILE_GRACE_S="0"), registered(sample)))
+    assert row.outcome is Outcome.FAILED
+    assert f"but {counted} run(s) since then name no request id at all" in row.detail
+    listings = github.requests_matching("GET", r"/unnamed\.yml/runs$")
+    assert [r.query["page"] for r in listings] == [str(n) for n in range(1, pages + 1)]
