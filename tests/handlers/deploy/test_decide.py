@@ -294,3 +294,121 @@ def test_long_tag_values_are_shown_shortened(sample: Sample) -> None:
                                 deploy_target="y" * 10_000))
     assert "tag deploy_endpoint" in detail and "tag deploy_target" in detail
     assert len(detail) < 1000
+
+
+# --- whole refusals: the text an operator reads, compared whole ------------------------------
+
+_NAME_RULE = ("is not a valid name: 3-32 characters, a letter first, letters, digits and "
+              "hyphens, ending with a letter or digit")
+_V1_SCORING = ("is supported for managed and kubernetes targets only; aci and aks deploy models "
+               "registered with a framework (no scoring script)")
+
+
+@pytest.mark.parametrize(("tags", "detail"), [
+    ({"deploy_target": "gke"},
+     "tag deploy_target: must be one of managed, kubernetes, aci, aks, got 'gke'"),
+    ({"deploy_endpoint": "ab"}, f"tag deploy_endpoint: 'ab' {_NAME_RULE}"),
+    ({"deploy_name": "x"}, f"tag deploy_name: 'x' {_NAME_RULE}"),
+    ({"deploy_instance_type": "Standard_NC24"},
+     "tag deploy_instance_type: 'Standard_NC24' is not allowed by "
+     "AMLEVENTS_DEPLOY_ALLOWED_INSTANCE_TYPES (allowed: Standard_DS3_v2, Standard_F2s_v2)"),
+    ({"deploy_instance_count": "0"}, "tag deploy_instance_count: must be a whole number from 1 "
+                                     "to 3 (limit AMLEVENTS_DEPLOY_MAX_INSTANCE_COUNT), got '0'"),
+    ({"deploy_instance_count": "4"}, "tag deploy_instance_count: must be a whole number from 1 "
+                                     "to 3 (limit AMLEVENTS_DEPLOY_MAX_INSTANCE_COUNT), got '4'"),
+    ({"deploy_traffic": "101"}, "tag deploy_traffic: must be a whole number from 0 to 100, "
+                                "got '101'"),
+    ({"deploy_environment": "env:1"}, "tag deploy_scoring_script: is required together with "
+                                      "deploy_environment (MLflow models deploy with neither)"),
+    ({"deploy_scoring_script": "c:1/s.py"}, "tag deploy_environment: is required together with "
+                                            "deploy_scoring_script (MLflow models deploy with "
+                                            "neither)"),
+    ({"deploy_environment": "env", "deploy_scoring_script": "c:1/s.py"},
+     "tag deploy_environment: must be a registered environment as name:version or name@latest, "
+     "got 'env'"),
+    ({"deploy_environment": "env:1", "deploy_scoring_script": "score.py"},
+     "tag deploy_scoring_script: must be code-asset:version/path/to/script.py, got 'score.py'"),
+    ({"deploy_target": "aci", "deploy_cpu_cores": "0"},
+     "tag deploy_cpu_cores: must be a number above 0 and at most 2 "
+     "(limit AMLEVENTS_DEPLOY_MAX_CPU_CORES), got '0'"),
+    ({"deploy_target": "aks", "deploy_memory_gb": "4.5"},
+     "tag deploy_memory_gb: must be a number above 0 and at most 4 "
+     "(limit AMLEVENTS_DEPLOY_MAX_MEMORY_GB), got '4.5'"),
+    ({"deploy_target": "aci", "deploy_traffic": "50"},
+     "tag deploy_traffic: canary traffic needs a managed or kubernetes target, not aci"),
+    ({"deploy_target": "aci", "deploy_environment": "e:1"}, f"tag deploy_environment: {_V1_SCORING}"),
+    ({"deploy_target": "aks", "deploy_scoring_script": "c:1/s.py"},
+     f"tag deploy_scoring_script: {_V1_SCORING}"),
+    ({"deploy_target": "kubernetes", "deploy_compute": "other"},
+     "tag deploy_compute: 'other' is not allowed by AMLEVENTS_DEPLOY_ALLOWED_COMPUTES "
+     "(allowed: aks-1, k8s-1)"),
+])
+def test_each_refusal_is_one_whole_sentence(sample: Sample, tags: dict[str, str],
+                                            detail: str) -> None:
+    decision = dbt.decide(registered(sample, deploy="true", **tags), OPEN)
+    assert decision == ActionResult(Outcome.REFUSED, "refused", detail)
+
+
+@pytest.mark.parametrize(("policy", "tags", "detail"), [
+    (replace(OPEN, allowed_computes=()), {"deploy_target": "aks"},
+     "tag deploy_compute: no compute is allowed: set AMLEVENTS_DEPLOY_ALLOWED_COMPUTES"),
+    (replace(OPEN, allowed_targets=()), {},
+     "tag deploy_target: 'managed' is not allowed by AMLEVENTS_DEPLOY_ALLOWED_TARGETS "
+     "(allowed: none)"),
+    (replace(OPEN, allowed_instance_types=()), {},
+     "tag deploy_instance_type: no instance type is allowed: set "
+     "AMLEVENTS_DEPLOY_ALLOWED_INSTANCE_TYPES"),
+    (dp.DeployPolicy(), {"deploy_target": "kubernetes"},
+     "tag deploy_target: 'kubernetes' is not allowed by AMLEVENTS_DEPLOY_ALLOWED_TARGETS "
+     "(allowed: managed); tag deploy_compute: no compute is allowed: set "
+     "AMLEVENTS_DEPLOY_ALLOWED_COMPUTES"),
+])
+def test_each_policy_refusal_is_whole(sample: Sample, policy: dp.DeployPolicy,
+                                      tags: dict[str, str], detail: str) -> None:
+    decision = dbt.decide(registered(sample, deploy="true", **tags), policy)
+    assert decision == ActionResult(Outcome.REFUSED, "refused", detail)
+
+
+def test_a_skip_names_the_tag_value_shortened(sample: Sample) -> None:
+    assert dbt.decide(registered(sample, deploy="x" * 61), OPEN) == ActionResult.skipped(
+        f"tag deploy is {'x' * 60!r}... (61 characters); set deploy=true to deploy")
+    assert dbt.decide(registered(sample), OPEN) == ActionResult.skipped(
+        "tag deploy is absent; set deploy=true to deploy")
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("a" * 60, repr("a" * 60)), ("a" * 61, f"{'a' * 60!r}... (61 characters)"),
+    ("a\nb", "'a\\nb'")])
+def test_shown_quotes_and_shortens_at_sixty(raw: str, expected: str) -> None:
+    assert dbt.shown(raw) == expected
+
+
+def test_the_bounds_of_each_number_are_accepted(sample: Sample) -> None:
+    # counts and traffic are inclusive of both ends; sizes of their maximum
+    assert (plan_of(registered(sample, deploy="true", deploy_instance_count="3",
+                               deploy_traffic="0")).instance_count,
+            plan_of(registered(sample, deploy="true", deploy_traffic="0")).traffic,
+            plan_of(registered(sample, deploy="true", deploy_instance_count="1")).instance_count,
+            ) == (3, 0, 1)
+    plan = plan_of(registered(sample, deploy="true", deploy_target="aks", deploy_cpu_cores="2",
+                              deploy_memory_gb="4"))
+    assert (plan.cpu_cores, plan.memory_gb) == (2.0, 4.0)
+
+
+def test_default_sizes_are_capped_by_the_policy(sample: Sample) -> None:
+    small = replace(OPEN, max_cpu_cores=0.5, max_memory_gb=1.0)
+    plan = plan_of(registered(sample, deploy="true", deploy_target="aci"), small)
+    assert (plan.cpu_cores, plan.memory_gb) == (0.5, 1.0)
+    refused = dbt.decide(registered(sample, deploy="true", deploy_target="aci",
+                                    deploy_cpu_cores="0.75"), small)
+    assert refused == ActionResult(Outcome.REFUSED, "refused", (
+        "tag deploy_cpu_cores: must be a number above 0 and at most 0.5 "
+        "(limit AMLEVENTS_DEPLOY_MAX_CPU_CORES), got '0.75'"))
+
+
+def test_allowed_values_are_matched_in_any_case_and_spelled_as_listed(sample: Sample) -> None:
+    plan = plan_of(registered(sample, deploy="true", deploy_target="AKS",
+                              deploy_compute="AKS-1"))
+    assert (plan.target, plan.compute) == ("aks", "aks-1")
+    plan = plan_of(registered(sample, deploy="true", deploy_instance_type="standard_f2s_v2"))
+    assert plan.instance_type == "Standard_F2s_v2"

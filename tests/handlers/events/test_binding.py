@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
@@ -193,3 +193,129 @@ def test_the_wire_form_is_the_event_as_delivered(sample: Sample, schema: str) ->
     assert form.pop(time_name) == "2017-06-26T18:41:00.958410Z"
     assert form == {k: v for k, v in raw.items() if k not in ("eventTime", "time",
                                                               "metadataVersion")}
+
+
+class _Shaped:
+    """An object with only the attributes given (a `get_json` among them when asked)."""
+
+    def __init__(self, get_json: bool, **attributes: Any) -> None:
+        for name, value in attributes.items():
+            setattr(self, name, value)
+        if get_json:
+            self.get_json: Callable[[], dict[str, Any]] = lambda: {}
+
+
+@pytest.mark.parametrize(("attributes", "get_json", "expected"), [
+    ({"event_type": "T", "topic": "/t"}, True, True),
+    ({"event_type": "T"}, True, False),  # no topic
+    ({"topic": "/t"}, True, False),  # no event type
+    ({"event_type": "T", "topic": "/t"}, False, False),  # nothing to read the data with
+])
+def test_an_event_grid_event_object_needs_event_type_topic_and_get_json(
+        attributes: dict[str, Any], get_json: bool, expected: bool) -> None:
+    assert is_event_grid_event_object(_Shaped(get_json, **attributes)) is expected
+
+
+@pytest.mark.parametrize(("attributes", "get_json", "expected"), [
+    ({"specversion": "1.0"}, True, True), ({}, True, False), ({"specversion": "1.0"}, False, False)])
+def test_a_cloud_event_object_needs_specversion_and_get_json(
+        attributes: dict[str, Any], get_json: bool, expected: bool) -> None:
+    assert is_cloud_event_object(_Shaped(get_json, **attributes)) is expected
+
+
+def test_a_non_callable_get_json_is_not_an_event_object() -> None:
+    shaped = _Shaped(False, specversion="1.0", event_type="T", topic="/t")
+    setattr(shaped, "get_json", {})  # noqa: B010 - an attribute that is not a method
+    assert not is_cloud_event_object(shaped) and not is_event_grid_event_object(shaped)
+
+
+def test_wire_form_refuses_other_objects_naming_their_type() -> None:
+    with pytest.raises(TypeError) as caught:
+        wire_form(_Shaped(True, event_type="T"))  # type: ignore[arg-type]
+    assert str(caught.value) == "not an azure.functions event: _Shaped"
+
+
+def test_wire_form_leaves_out_what_the_converter_found_no_key_for(sample: Sample) -> None:
+    raw = sample("run_status_changed")
+    event = func.EventGridEvent(id=raw["id"], data=raw["data"], topic=raw["topic"],
+                                subject=raw["subject"], event_type=raw["eventType"],
+                                event_time=None, data_version=None)  # type: ignore[arg-type]
+    assert wire_form(event) == {"id": raw["id"], "topic": raw["topic"],
+                                "subject": raw["subject"], "eventType": raw["eventType"],
+                                "data": raw["data"]}
+
+
+def test_an_event_grid_object_is_read_into_the_whole_envelope(sample: Sample) -> None:
+    raw = sample("model_registered")
+    found = ev.parse_envelope(worker_decode(raw))
+    assert found == ev.EventEnvelope(
+        id=raw["id"], event_type=raw["eventType"], subject=raw["subject"], topic=raw["topic"],
+        event_time="2017-06-26T18:41:00.958410Z", data_version=raw["dataVersion"],
+        schema=ev.EVENT_GRID_SCHEMA, data=raw["data"], raw={})
+    assert found.raw["eventTime"] == "2017-06-26T18:41:00.958410Z"
+
+
+def test_an_event_grid_object_without_time_or_version_has_them_empty(sample: Sample) -> None:
+    raw = sample("model_registered")
+    event = func.EventGridEvent(id=raw["id"], data=raw["data"], topic=raw["topic"],
+                                subject=raw["subject"], event_type=raw["eventType"],
+                                event_time=None, data_version=None)  # type: ignore[arg-type]
+    found = ev.parse_envelope(event)
+    assert (found.event_time, found.data_version) == ("", "")
+
+
+def test_every_problem_of_an_event_grid_object_is_named_in_order() -> None:
+    event = func.EventGridEvent(id=None, data=None, topic=7, subject="  ",  # type: ignore[arg-type]
+                                event_type=None, event_time=None,  # type: ignore[arg-type]
+                                data_version=True)  # type: ignore[arg-type]
+    with pytest.raises(InvalidEvent) as caught:
+        ev.parse_envelope(event)
+    assert caught.value.problems == (("id", "is required"), ("eventType", "is required"),
+                                     ("subject", "is required"),
+                                     ("dataVersion", "must be a string, got bool"),
+                                     ("data", "is required"))
+
+
+def test_a_cloud_event_object_is_read_into_the_whole_envelope(sample: Sample) -> None:
+    raw = sample("model_registered")
+    cloud = {**to_cloud_event(raw), "dataschema": "#3"}
+    found = ev.parse_envelope(worker_decode(cloud))
+    assert found == ev.EventEnvelope(
+        id=raw["id"], event_type=raw["eventType"], subject=raw["subject"], topic=raw["topic"],
+        event_time="2017-06-26T18:41:00.958410Z", data_version="3",
+        schema=ev.CLOUD_EVENT_SCHEMA, data=raw["data"], raw={})
+
+
+def test_a_cloud_event_object_without_subject_or_time_has_them_empty(sample: Sample) -> None:
+    cloud = to_cloud_event(sample("model_registered"))
+    del cloud["subject"], cloud["time"], cloud["dataschema"]
+    found = ev.parse_envelope(worker_decode(cloud))
+    assert (found.subject, found.event_time, found.data_version) == ("", "", "")
+
+
+def test_every_problem_of_a_cloud_event_object_is_named_in_order() -> None:
+    cloud = func.CloudEvent(id=None, source=None, type=None, specversion="2.0",  # type: ignore[arg-type]
+                            subject=5, dataschema=[1], data=None)  # type: ignore[arg-type]
+    with pytest.raises(InvalidEvent) as caught:
+        ev.parse_envelope(cloud)
+    assert caught.value.problems == (("specversion", "must be 1.0, got '2.0'"),
+                                     ("id", "is required"), ("type", "is required"),
+                                     ("source", "is required"),
+                                     ("dataschema", "must be a string, got list"),
+                                     ("data", "is required"))
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (datetime(2017, 6, 26, 18, 41, 0, 5, tzinfo=UTC), "2017-06-26T18:41:00.000005Z"),
+    (datetime(2017, 6, 26, 18, 41, tzinfo=timezone(timedelta(hours=2))),
+     "2017-06-26T18:41:00+02:00"),
+    ("2017-06-26 18:41", "2017-06-26 18:41"),  # not what the converter makes: kept readable
+    (17, "17")])
+def test_iso_time_of_other_zones_and_other_values(value: object, expected: str) -> None:
+    assert iso_time(value) == expected
+
+
+def test_json_bodies_that_are_not_objects_are_named_by_their_type() -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        ev.parse_envelope("[1]")
+    assert str(caught.value) == "body: must be a JSON object, got list"

@@ -121,3 +121,74 @@ def test_an_object_whose_repr_raises_still_gets_a_key() -> None:
 
     assert salvage(Hostile()) == salvage(Hostile())
     assert salvage({"id": "h", "x": Hostile()}).event_id == "h"
+
+
+def test_the_walked_key_of_mixed_key_types_is_exact() -> None:
+    # json.dumps cannot sort int and str keys together: the key is walked, keys by their repr
+    # in order, each followed by ":", scalars by ",", containers bracketed.
+    event = {1: "a", "b": [1, None, (2,)], "c": {"d": "e"}}
+    assert salvage(event) == Salvaged(b"{'b':[1,None,[2,]]'c':{'d':'e',}1:'a',}", "", "", "", "")
+
+
+def test_the_walked_key_tells_a_string_value_from_punctuation() -> None:
+    # A value that reads like the walker's punctuation is quoted by its repr, so never confused.
+    assert salvage({1: "}", "a": "]"}).key_material == b"{'a':']',1:'}',}"
+
+
+class Unprintable:
+    """Neither repr nor str works: only its type can name it."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no")
+
+    def __str__(self) -> str:
+        raise RuntimeError("no")
+
+
+def test_values_json_cannot_write_are_keyed_by_their_text_without_addresses() -> None:
+    found = salvage({"id": "h", "x": Unprintable(), "o": object()})
+    assert found == Salvaged(b'{"id": "h", "o": "<object object>", "x": "<Unprintable>"}', "h")
+
+
+def test_an_unknown_object_whose_repr_raises_is_keyed_by_its_type() -> None:
+    assert salvage(Unprintable()) == Salvaged(f"{__name__}.Unprintable:<Unprintable>".encode())
+
+
+def test_an_unknown_objects_key_is_its_type_and_repr() -> None:
+    class Plain:
+        def __repr__(self) -> str:
+            return "Plain(1) at 0xdeadBEEF"
+
+    assert salvage(Plain()) == Salvaged(f"{__name__}.{Plain.__qualname__}:Plain(1)".encode())
+
+
+def test_the_first_present_name_is_read_ints_as_text() -> None:
+    # eventType before type, topic before source; ints kept as their text, bools and None skipped
+    found = salvage({"id": 12, "type": "cloud", "eventType": "grid", "source": "/s",
+                     "topic": None, "subject": False})
+    assert (found.event_id, found.event_type, found.topic, found.subject) == (
+        "12", "grid", "/s", "")
+
+
+def test_a_field_exactly_at_the_bound_is_kept_whole() -> None:
+    assert salvage({"id": "x" * MAX_FIELD_CHARS}).event_id == "x" * MAX_FIELD_CHARS
+    assert salvage({"id": "y" * (MAX_FIELD_CHARS + 1)}).event_id == "y" * MAX_FIELD_CHARS
+
+
+def test_json_text_that_is_not_an_object_keeps_no_fields() -> None:
+    assert salvage('["id", "x"]') == Salvaged(b'["id", "x"]')
+    assert salvage(bytearray(b'{"id": "b"}')) == Salvaged(b'{"id": "b"}', "b")
+
+
+def test_text_with_a_lone_surrogate_is_keyed_by_its_bytes() -> None:
+    assert salvage('{"id": "\ud800"}').key_material == '{"id": "\ud800"}'.encode(
+        "utf-8", "surrogatepass")
+
+
+def test_a_func_event_is_keyed_by_its_canonical_wire_form(sample: Sample) -> None:
+    raw = sample("model_registered")
+    found = salvage(worker_decode(raw))
+    wire = {k: v for k, v in raw.items() if k != "metadataVersion"}
+    wire["eventTime"] = "2017-06-26T18:41:00.958410Z"
+    assert found == Salvaged(json.dumps(wire, sort_keys=True).encode(), raw["id"],
+                             raw["eventType"], raw["topic"], raw["subject"])

@@ -8,6 +8,7 @@ of a destination without a local emulator), which is what these tests read.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -244,3 +245,70 @@ def test_published_events_never_carry_a_secret(make_dispatcher: Callable[..., Di
     text = json.dumps(received)
     for value in (*secrets.values(), KEY):
         assert value not in text
+
+
+def publish_records(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str, tuple[Any, ...]]]:
+    """(level, format, args) of each record of the publish logger, in order."""
+    return [(r.levelno, str(r.msg), tuple(r.args or ())) for r in caplog.records
+            if r.name == "amlevents.publish"]
+
+
+def test_a_published_event_is_logged_and_its_state_kept_whole(
+        topic: OutcomeTopic, sample: Sample, base_env: dict[str, str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="amlevents.publish")
+    now = [1_700_000_000.0]
+    dispatcher = Dispatcher({**base_env, TOPIC_ENDPOINT: topic.url, TOPIC_KEY: KEY},
+                            clock=lambda: now[0])
+    event = tagged(sample)
+    result = dispatcher.dispatch(event, function=ON_MODEL_REGISTERED)
+    (sent,) = topic.received()
+    # THEN the state records the event sent, when, and on which attempt; the lease is gone
+    state = dispatcher.ledger.get_state(state_key(result.key))
+    assert state == {"status": "published", "id": sent["id"], "type": sent["type"],
+                     "time": state["time"] if state else None, "attempts": 1,
+                     "published_at": "2023-11-14T22:13:20.000+00:00"}
+    # AND one info line names the event, its type and the Azure ML event's subject
+    assert publish_records(caplog) == [(logging.INFO, "outcome event %s %s published (%s)",
+                                        (sent["id"], "amlevents.DeploymentPlanned",
+                                         event["subject"]))]
+    assert caplog.records[-1].getMessage() == (
+        f"outcome event {sent['id']} amlevents.DeploymentPlanned published ({event['subject']})")
+
+
+def test_a_send_left_to_the_lease_holder_is_logged_once(
+        topic: OutcomeTopic, sample: Sample, base_env: dict[str, str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    now = [1_000_000.0]
+    dispatcher = Dispatcher({**base_env, TOPIC_ENDPOINT: topic.url, TOPIC_KEY: KEY},
+                            clock=lambda: now[0])
+    topic.endpoint.available = False
+    first = dispatcher.dispatch(tagged(sample), function=ON_MODEL_REGISTERED)
+    pending = dispatcher.ledger.get_state(state_key(first.key))
+    assert pending is not None
+    assert {k: v for k, v in pending.items() if k not in ("id", "time")} == {
+        "status": "pending", "type": "amlevents.DeploymentPlanned", "attempts": 1,
+        "last_error": pending["last_error"]}
+    assert first.detail == (
+        "the action is recorded as planned; its outcome event is not published yet "
+        f"(RetryableError: {pending['last_error']}); a redelivery publishes it without acting "
+        "again")
+    # Another instance holds the lease until exactly now + 60
+    dispatcher.ledger.update_state(state_key(first.key), lambda state: {
+        **(state or {}), "status": "sending", "token": "other", "lease_until_s": now[0] + 60})
+    topic.endpoint.available = True
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="amlevents.publish")
+    dispatcher.dispatch(tagged(sample), function=ON_MODEL_REGISTERED)
+    assert publish_records(caplog) == [(logging.INFO, "outcome event %s: another delivery is "
+                                        "sending it", (pending["id"],))]
+    now[0] += 59.5  # just before the lease ends: still held
+    dispatcher.dispatch(tagged(sample), function=ON_MODEL_REGISTERED)
+    assert topic.received() == []
+    now[0] += 0.5  # the lease's end: over, this delivery takes over and sends
+    dispatcher.dispatch(tagged(sample), function=ON_MODEL_REGISTERED)
+    (published,) = topic.received()
+    assert published["id"] == pending["id"]
+    state = dispatcher.ledger.get_state(state_key(first.key))
+    assert state is not None and (state["status"], state["attempts"]) == ("published", 2)
+    assert "token" not in state and "lease_until_s" not in state

@@ -4,6 +4,7 @@ exporting to a local stand-in for the Application Insights ingestion endpoint)."
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import logging
@@ -11,6 +12,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,8 +27,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from handlers.ledger.ledger import EventFacts
+from handlers.outcome import Outcome
 from handlers.runtime import telemetry
-from handlers.runtime.dispatch import Dispatcher
+from handlers.runtime.dispatch import Dispatcher, DispatchResult
 from handlers.runtime.telemetry import LOG_EVENT_ID, EventSeen
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -388,3 +392,253 @@ def test_every_concerns_outcome_is_counted_and_a_failing_one_makes_the_span_an_e
     assert events == {"planned": 1, "retry": 1}
     (span,) = event_spans(spans)
     assert span.status.status_code is StatusCode.ERROR
+
+
+# --- each function on its own, with a DispatchResult made by hand -----------------------------
+
+def facts(event_id: str = "e-1", event_type: str = RUN) -> EventFacts:
+    return EventFacts(key="k", event_id=event_id, event_type=event_type, subject="runs/r1",
+                      topic="/subscriptions/s", function="on_run_status")
+
+
+def result(outcome: Outcome, **changes: Any) -> DispatchResult:
+    made = DispatchResult(key="k", event_id="e-1", event_type=RUN, outcome=outcome,
+                          action="did it", detail="{}")
+    return dataclasses.replace(made, **changes)
+
+
+def test_observe_gives_the_event_span_every_attribute_and_counts_it_once(
+        otel: tuple[InMemorySpanExporter, InMemoryMetricReader]) -> None:
+    spans, reader = otel
+
+    def dispatch() -> DispatchResult:
+        telemetry.annotate(facts())
+        return result(Outcome.PLANNED, action="a" * 300)
+
+    # WHEN one delivery is observed (its action longer than a span attribute may be)
+    assert telemetry.observe("on_run_status", dispatch).outcome is Outcome.PLANNED
+    # THEN its span holds the event, the outcome and the action cut at 256 characters
+    (span,) = spans.get_finished_spans()
+    assert (span.name, span.kind, span.status.status_code) == (
+        "amlevents on_run_status", SpanKind.CONSUMER, StatusCode.UNSET)
+    assert dict(span.attributes or {}) == {
+        "amlevents.function": "on_run_status", "messaging.system": "eventgrid",
+        "cloudevents.event_id": "e-1", "cloudevents.event_type": RUN,
+        "cloudevents.event_subject": "runs/r1", "cloudevents.event_source": "/subscriptions/s",
+        "amlevents.outcome": "planned", "amlevents.duplicate": False,
+        "amlevents.action": "a" * 256}
+    assert all_points(reader) == {"amlevents.events": [(
+        {"cloudevents.event_type": RUN, "amlevents.outcome": "planned",
+         "amlevents.function": "on_run_status"}, 1)]}
+
+
+def test_an_event_never_annotated_takes_its_id_and_type_from_the_result(
+        otel: tuple[InMemorySpanExporter, InMemoryMetricReader]) -> None:
+    spans, reader = otel
+    telemetry.observe("on_ml_event", lambda: result(Outcome.INVALID, event_id="x-9",
+                                                    event_type="Custom.Type"))
+    (span,) = spans.get_finished_spans()
+    assert dict(span.attributes or {}) == {
+        "amlevents.function": "on_ml_event", "messaging.system": "eventgrid",
+        "cloudevents.event_id": "x-9", "amlevents.outcome": "invalid",
+        "amlevents.duplicate": False, "amlevents.action": "did it"}
+    # a type outside Azure ML's is counted as `other` (bounded metric dimensions)
+    assert all_points(reader) == {"amlevents.events": [(
+        {"cloudevents.event_type": "other", "amlevents.outcome": "invalid",
+         "amlevents.function": "on_ml_event"}, 1)]}
+
+
+def test_an_unannotated_event_without_an_id_sets_none(
+        otel: tuple[InMemorySpanExporter, InMemoryMetricReader]) -> None:
+    spans, _ = otel
+    telemetry.observe("on_ml_event", lambda: result(Outcome.INVALID, event_id=""))
+    (span,) = spans.get_finished_spans()
+    assert "cloudevents.event_id" not in dict(span.attributes or {})
+
+
+@pytest.mark.parametrize("outcome", [Outcome.RETRY, Outcome.FAILED])
+def test_a_retry_or_failure_makes_the_span_an_error_naming_outcome_and_action(
+        otel: tuple[InMemorySpanExporter, InMemoryMetricReader], outcome: Outcome) -> None:
+    spans, reader = otel
+
+    def dispatch() -> DispatchResult:
+        telemetry.annotate(facts())
+        return result(outcome, action="b" * 300)
+
+    telemetry.observe("on_run_status", dispatch)
+    (span,) = spans.get_finished_spans()
+    assert (span.status.status_code, span.status.description) == (
+        StatusCode.ERROR, f"{outcome.value}: {'b' * 300}"[:256])
+    attributes = {"cloudevents.event_type": RUN, "amlevents.outcome": outcome.value,
+                  "amlevents.function": "on_run_status"}
+    expected = {"amlevents.events": [(attributes, 1)]}
+    if outcome is Outcome.RETRY:
+        expected["amlevents.retries"] = [(attributes, 1)]
+    assert all_points(reader) == expected
+
+
+def test_another_concerns_failure_is_counted_and_names_the_span_error(
+        otel: tuple[InMemorySpanExporter, InMemoryMetricReader]) -> None:
+    spans, reader = otel
+
+    def dispatch() -> DispatchResult:
+        telemetry.annotate(facts())
+        return result(Outcome.PLANNED, also=(
+            result(Outcome.SKIPPED, action="nothing"),
+            result(Outcome.FAILED, action="retraining broke"),
+            result(Outcome.IN_PROGRESS, action="elsewhere")))
+
+    telemetry.observe("on_run_status", dispatch)
+    (span,) = spans.get_finished_spans()
+    assert (span.status.status_code, span.status.description) == (
+        StatusCode.ERROR, "failed: retraining broke")
+    found = all_points(reader)
+    base = {"cloudevents.event_type": RUN, "amlevents.function": "on_run_status"}
+    assert sorted((a["amlevents.outcome"], v) for a, v in found["amlevents.events"]) == [
+        ("failed", 1), ("in_progress", 1), ("planned", 1), ("skipped", 1)]
+    assert all(a.keys() == {*base, "amlevents.outcome"} and a.items() >= base.items()
+               for a, _ in found["amlevents.events"])
+    # in progress elsewhere: Event Grid must redeliver, counted under the event's own outcome
+    assert found["amlevents.retries"] == [({**base, "amlevents.outcome": "planned"}, 1)]
+
+
+def test_the_events_own_error_status_is_kept_over_another_concerns(
+        otel: tuple[InMemorySpanExporter, InMemoryMetricReader]) -> None:
+    spans, _ = otel
+    telemetry.observe("on_run_status", lambda: result(
+        Outcome.RETRY, action="mine", also=(result(Outcome.FAILED, action="theirs"),)))
+    (span,) = spans.get_finished_spans()
+    assert span.status.description == "retry: mine"
+
+
+def test_a_duplicate_is_counted_by_type_and_function(
+        otel: tuple[InMemorySpanExporter, InMemoryMetricReader]) -> None:
+    spans, reader = otel
+    telemetry.observe("on_run_status", lambda: result(Outcome.SKIPPED, duplicate=True))
+    (span,) = spans.get_finished_spans()
+    assert dict(span.attributes or {})["amlevents.duplicate"] is True
+    assert all_points(reader)["amlevents.duplicates"] == [
+        ({"cloudevents.event_type": RUN, "amlevents.function": "on_run_status"}, 1)]
+
+
+@pytest.mark.parametrize(("event_type", "name", "kind"), [
+    (MODEL, "amlevents.action ModelRegistered", MODEL), ("Custom.Thing", "amlevents.action Thing",
+                                                         "other"),
+    ("plain", "amlevents.action plain", "other")])
+def test_run_action_times_the_handler_in_a_child_span(
+        otel: tuple[InMemorySpanExporter, InMemoryMetricReader], event_type: str, name: str,
+        kind: str) -> None:
+    spans, reader = otel
+    handled = result(Outcome.DONE)
+    assert telemetry.run_action(event_type, lambda n: handled if n == 1 else None, 1) is handled
+    (span,) = spans.get_finished_spans()
+    assert (span.name, dict(span.attributes or {})) == (name, {"amlevents.outcome": "done"})
+    ((attributes, (count, seconds)),) = all_points(reader)["amlevents.action.duration"]
+    assert (attributes, count) == ({"cloudevents.event_type": kind, "amlevents.outcome": "done"},
+                                   1)
+    assert 0 <= seconds < 1
+
+
+def test_run_action_of_a_result_without_an_outcome_names_it_as_text(
+        otel: tuple[InMemorySpanExporter, InMemoryMetricReader]) -> None:
+    spans, reader = otel
+    telemetry.run_action(RUN, lambda: "no outcome here")
+    (span,) = spans.get_finished_spans()
+    assert dict(span.attributes or {}) == {"amlevents.outcome": "None"}
+    assert [a for a, _ in all_points(reader)["amlevents.action.duration"]] == [
+        {"cloudevents.event_type": RUN, "amlevents.outcome": "None"}]
+
+
+def test_without_telemetry_actions_and_digests_record_nothing() -> None:
+    assert not telemetry.enabled()
+    _SPANS.clear()
+    assert telemetry.run_action(RUN, lambda a, b: a + b, 2, 3) == 5
+    telemetry.record_digest("teams", 1)
+    assert telemetry.observe("on_x", lambda: 7) == 7  # no listener either: just the call
+    assert _SPANS.get_finished_spans() == ()
+
+
+def test_a_listener_sees_the_whole_delivery_and_a_failing_one_is_logged(
+        caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[EventSeen] = []
+
+    def broken(_: EventSeen) -> None:
+        raise RuntimeError("a listener bug")
+
+    def dispatch() -> DispatchResult:
+        telemetry.annotate(facts())
+        return result(Outcome.DONE, duplicate=True, detail='{"a": 1}')
+
+    telemetry.add_listener(broken)
+    telemetry.add_listener(seen.append)
+    caplog.set_level(logging.ERROR, logger="amlevents.telemetry")
+    try:
+        before = time.time()
+        telemetry.observe("on_run_status", dispatch)
+    finally:
+        telemetry.remove_listener(broken)
+        telemetry.remove_listener(seen.append)
+    telemetry.remove_listener(broken)  # removing one not there is harmless
+    (event,) = seen
+    assert before <= event.at <= time.time() and 0 <= event.duration_s < 1
+    assert dataclasses.replace(event, at=0.0, duration_s=0.0) == EventSeen(
+        at=0.0, function="on_run_status", event_id="e-1", event_type=RUN, subject="runs/r1",
+        topic="/subscriptions/s", outcome=Outcome.DONE, action="did it", detail='{"a": 1}',
+        duplicate=True, duration_s=0.0)
+    (record,) = [r for r in caplog.records if r.name == "amlevents.telemetry"]
+    assert (record.levelno, record.msg, record.args) == (
+        logging.ERROR, "event listener %r failed", (broken,))
+    assert record.getMessage() == f"event listener {broken!r} failed"
+    assert record.exc_info is not None and str(record.exc_info[1]) == "a listener bug"
+
+
+def test_a_listener_of_an_unannotated_delivery_gets_the_results_id_and_type() -> None:
+    seen: list[EventSeen] = []
+    telemetry.add_listener(seen.append)
+    try:
+        telemetry.observe("on_ml_event", lambda: result(Outcome.INVALID, event_id="x",
+                                                        event_type="Bad"))
+    finally:
+        telemetry.remove_listener(seen.append)
+    (event,) = seen
+    assert (event.event_id, event.event_type, event.subject, event.topic) == ("x", "Bad", "", "")
+
+
+def test_log_records_carry_the_id_only_once_it_is_known(
+        otel: tuple[InMemorySpanExporter, InMemoryMetricReader],
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="amlevents")
+    logger = logging.getLogger("amlevents.test")
+
+    def dispatch() -> DispatchResult:
+        logger.info("before annotate")
+        telemetry.annotate(facts(event_id="e-42"))
+        logger.info("after annotate")
+        return result(Outcome.DONE)
+
+    telemetry.observe("on_run_status", dispatch)
+    by_message = {r.getMessage(): getattr(r, LOG_EVENT_ID, None) for r in caplog.records}
+    assert by_message == {"before annotate": None, "after annotate": "e-42"}
+
+
+def test_annotate_outside_a_delivery_does_nothing(
+        otel: tuple[InMemorySpanExporter, InMemoryMetricReader]) -> None:
+    telemetry.annotate(facts())
+    assert otel[0].get_finished_spans() == ()
+
+
+def test_configure_without_a_connection_string_reports_whether_telemetry_is_on(
+        otel: tuple[InMemorySpanExporter, InMemoryMetricReader]) -> None:
+    assert telemetry.configure({"APPLICATIONINSIGHTS_CONNECTION_STRING": "  "}) is True
+    telemetry.disable()
+    assert telemetry.configure({}) is False
+    telemetry.disable()  # twice is harmless
+    assert not telemetry.enabled()
+
+
+def test_disable_gives_back_the_log_record_factory(
+        otel: tuple[InMemorySpanExporter, InMemoryMetricReader]) -> None:
+    telemetry.enable()  # a second enable changes nothing
+    assert logging.getLogRecordFactory() is telemetry._record_factory
+    telemetry.disable()
+    assert logging.getLogRecordFactory() is not telemetry._record_factory
