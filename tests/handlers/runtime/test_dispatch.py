@@ -278,3 +278,86 @@ def test_a_handler_raising_an_unexpected_exception_is_failed_once_not_retried(
     assert [r.getMessage() for r in caplog.records if "unexpectedly" in r.getMessage()] == [
         "handler for Microsoft.MachineLearningServices.RunStatusChanged failed unexpectedly: "
         "KeyError: 'a bug in a handler'"]
+
+
+def _whole(result: Any) -> tuple[Any, ...]:
+    return (result.outcome, result.action, result.detail, result.duplicate)
+
+
+def test_each_precheck_verdict_whole(make_dispatcher: MakeDispatcher, sample: Sample) -> None:
+    event = sample("dataset_drift_detected")
+    nobody = make_dispatcher(AMLEVENTS_ALLOWED_TOPICS="")
+    assert _whole(deliver(nobody, event)) == (
+        Outcome.REFUSED, "refused", "no topic is allowed: set AMLEVENTS_ALLOWED_TOPICS", False)
+    dispatcher = make_dispatcher()
+    foreign = {**event, "topic": FOREIGN_TOPIC}
+    assert _whole(deliver(dispatcher, foreign)) == (
+        Outcome.REFUSED, "refused", f"topic {FOREIGN_TOPIC} is not in AMLEVENTS_ALLOWED_TOPICS",
+        False)
+    blob = {**event, "eventType": "Microsoft.Storage.BlobCreated"}
+    assert _whole(dispatcher.dispatch(blob, function="on_ml_event")) == (
+        Outcome.SKIPPED, "nothing to do",
+        "event type Microsoft.Storage.BlobCreated is not handled", False)
+    elsewhere = {**event, "id": "sent-to-another-function"}  # a new event, not a redelivery
+    assert _whole(dispatcher.dispatch(elsewhere, function="on_model_registered")) == (
+        Outcome.SKIPPED, "nothing to do", "function on_model_registered does not handle "
+        "Microsoft.MachineLearningServices.DatasetDriftDetected", False)
+    # A second delivery of a refusal answers with the recorded verdict, marked a duplicate.
+    assert _whole(deliver(dispatcher, foreign))[3] is True
+
+
+def test_bad_data_and_a_bad_envelope_are_rejected_naming_the_field(
+        make_dispatcher: MakeDispatcher, sample: Sample) -> None:
+    dispatcher = make_dispatcher()
+    event = sample("model_registered")
+    del event["data"]["ModelName"]
+    assert _whole(deliver(dispatcher, event)) == (
+        Outcome.INVALID, "rejected", "data.ModelName: is required", False)
+    no_id = dispatcher.dispatch({"subject": "x"}, function="on_ml_event")
+    assert (no_id.outcome, no_id.action) == (Outcome.INVALID, "rejected")
+    assert no_id.detail.startswith("id: is required")
+
+
+def test_the_retry_a_trigger_raises_names_the_event_and_why(
+        monkeypatch: pytest.MonkeyPatch, base_env: dict[str, str], sample: Sample) -> None:
+    for name, value in base_env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AMLEVENTS_CLAIM_TIMEOUT_S", "zero")
+    raw = sample("run_status_changed")
+    with pytest.raises(RetryLater) as caught:
+        handle_trigger(raw, "on_run_status")
+    assert str(caught.value) == (
+        f"event {raw['id']} (retry): setting AMLEVENTS_CLAIM_TIMEOUT_S: must be a number, "
+        "got 'zero'")
+
+
+def test_an_unreachable_ledger_is_a_retry_named_for_the_ledger(
+        make_dispatcher: MakeDispatcher, sample: Sample,
+        caplog: pytest.LogCaptureFixture) -> None:
+    dispatcher = make_dispatcher(
+        AMLEVENTS_LEDGER="table",
+        AMLEVENTS_LEDGER_TABLE_CONNECTION=(
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+            "TableEndpoint=http://127.0.0.1:9/devstoreaccount1"))
+    raw = sample("run_status_changed")
+    result = deliver(dispatcher, raw)
+    # No ledger row, so no key; what could be read of the event is kept in the answer.
+    assert (result.key, result.event_id, result.event_type, result.outcome, result.action) == (
+        "", raw["id"], raw["eventType"], Outcome.RETRY, "ledger unavailable")
+    assert result.detail.startswith("RetryableError: ")
+    assert [r.getMessage().split(":")[0] for r in caplog.records if r.levelname == "ERROR"] == [
+        "ledger unavailable, event will be retried"]
+
+
+def test_each_acted_event_is_logged_once_with_its_verdict(
+        make_dispatcher: MakeDispatcher, sample: Sample,
+        caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    dispatcher = make_dispatcher()
+    raw = sample("dataset_drift_detected")
+    with caplog.at_level(logging.INFO, logger="amlevents"):
+        first = deliver(dispatcher, raw)
+        deliver(dispatcher, raw)  # a duplicate is not logged again
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("event ")]
+    assert lines == [f"event {raw['id']} {raw['eventType']} -> planned: {first.action}"]
