@@ -7,6 +7,7 @@ import json
 import os
 import zlib
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -161,3 +162,42 @@ def test_the_screened_form_is_the_form_masked_string_by_string(tags: dict[str, s
     assert screened == encode_event(event, schema="EventGridSchema", clean=clean)
     assert "abcdefgh" not in screened.decode() and "SECRETSIG123" not in screened.decode()
     assert "pa\\\\ss" not in screened.decode() and "abc.def-ghi" not in screened.decode()
+
+
+# --- _masked / _clean_tree: every string cleaned, nothing else touched ---------------------------
+
+def test_masking_cleans_string_keys_and_values_and_leaves_other_keys_and_values_as_they_are(
+) -> None:
+    from handlers.ledger.stored_event import _masked
+
+    event: dict[Any, Any] = {"id": "secret-1", 7: "secret-2",
+                             "data": {"secret": ["secret", 3, None, True, ("secret", 1.5)]}}
+    cleaned, masked = _masked(event, lambda text: text.replace("secret", "***"))
+    # an int key stays an int (a key that is not text is not cleaned); tuples become lists
+    assert cleaned == {"id": "***-1", 7: "***-2",
+                       "data": {"***": ["***", 3, None, True, ["***", 1.5]]}}
+    assert [type(k) for k in cleaned] == [str, int, str]
+    assert masked == 5
+
+
+def test_nothing_to_mask_returns_the_clean_copy_and_no_count() -> None:
+    from handlers.ledger.stored_event import _masked
+
+    event: dict[Any, Any] = {"id": "e", 1: [2, "x"]}
+    assert _masked(event, lambda text: text) == (event, 0)
+    assert _masked(event, None) == (event, 0)
+
+
+def test_an_event_with_a_key_that_is_not_text_is_stored_masked() -> None:
+    event: dict[Any, Any] = {**EVENT, 7: "a secret"}
+    back = decode_event(encode_event(event, schema="EventGridSchema",
+                                     clean=lambda text: text.replace("secret", "***")))
+    assert back.event == {**EVENT, "7": "a ***"} and back.masked == 1
+
+
+def test_a_secret_only_in_a_key_is_masked_and_counted() -> None:
+    from handlers.ledger.stored_event import _masked
+
+    event: dict[Any, Any] = {"id": "e", "data": {"secret": 1}}
+    assert _masked(event, lambda text: text.replace("secret", "***")) == (
+        {"id": "e", "data": {"***": 1}}, 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 import time
@@ -144,3 +145,48 @@ def test_each_answer_is_classified(topic: Any, status: int, headers: dict[str, s
     assert len(topic.seen) == tries
     if headers:
         assert caught.value.retry_after_s == 0.0  # type: ignore[attr-defined]
+
+
+_SERIALIZATION = "azure.eventgrid._legacy._generated._serialization"
+
+
+def test_the_sdk_is_kept_quiet_about_our_per_call_options(
+        topic: Any, caplog: pytest.LogCaptureFixture) -> None:
+    from handlers.adapters.outcome_topic import _CallOptionsFilter
+
+    caplog.set_level(logging.DEBUG)
+    publisher = publisher_for(topic)
+    publisher.send(EVENT)
+    publisher.send(EVENT)
+    publisher.close()
+    # THEN the SDK model's logger carries one filter (not one per client or send) and no record
+    # calls our retry and timeout options unknown attributes
+    quiet = logging.getLogger(_SERIALIZATION)
+    assert sum(isinstance(f, _CallOptionsFilter) for f in quiet.filters) == 1
+    assert not any(isinstance(f, _CallOptionsFilter) for f in logging.getLogger().filters)
+    assert [r.getMessage() for r in caplog.records if "not a known attribute" in r.getMessage()
+            ] == []
+    assert len(topic.seen) == 2
+
+
+@pytest.mark.parametrize(("msg", "args", "kept"), [
+    ("%s is not a known attribute of class %s and will be ignored", ("retry_total", "X"), False),
+    ("%s is not a known attribute of class %s and will be ignored",
+     ("retry_backoff_factor", "X"), False),
+    ("%s is not a known attribute of class %s and will be ignored",
+     ("connection_timeout", "X"), False),
+    ("%s is not a known attribute of class %s and will be ignored", ("read_timeout", "X"), False),
+    # anything else the SDK says is kept
+    ("%s is not a known attribute of class %s and will be ignored", ("colour", "X"), True),
+    ("%s was refused", ("retry_total",), True),
+    ("retry_total is not a known attribute", (), True),
+    ("%(a)s is not a known attribute", ({"a": "retry_total"},), True),
+])
+def test_the_filter_drops_only_unknown_attribute_warnings_about_our_options(
+        msg: str, args: Any, kept: bool) -> None:
+    from handlers.adapters.outcome_topic import _CallOptionsFilter
+
+    record = logging.LogRecord(_SERIALIZATION, logging.WARNING, __file__, 1, msg, args, None)
+    assert _CallOptionsFilter().filter(record) is kept
+    assert _CallOptionsFilter.OPTIONS == ("retry_total", "retry_backoff_factor",
+                                          "connection_timeout", "read_timeout")

@@ -642,3 +642,26 @@ def test_disable_gives_back_the_log_record_factory(
     assert logging.getLogRecordFactory() is telemetry._record_factory
     telemetry.disable()
     assert logging.getLogRecordFactory() is not telemetry._record_factory
+
+
+def test_every_instrument_has_its_name_unit_and_description(
+        otel: tuple[InMemorySpanExporter, InMemoryMetricReader]) -> None:
+    _, reader = otel
+    # WHEN every instrument records once
+    telemetry.observe("on_run_status", lambda: result(Outcome.RETRY, duplicate=True))
+    telemetry.run_action(RUN, lambda: result(Outcome.DONE))
+    telemetry.record_digest("teams", 2)
+    # THEN each metric carries the unit and description App Insights shows with it
+    data = reader.get_metrics_data()
+    assert data is not None
+    described = {metric.name: (metric.unit, metric.description)
+                 for resource in data.resource_metrics for scope in resource.scope_metrics
+                 for metric in scope.metrics}
+    assert described == {
+        "amlevents.events": ("{event}", "deliveries, by type and outcome"),
+        "amlevents.action.duration": ("s", "time the handler took"),
+        "amlevents.retries": ("{event}", "deliveries handed back to Event Grid (retry, in "
+                                         "progress elsewhere)"),
+        "amlevents.duplicates": ("{event}", "deliveries of an event already settled (nothing "
+                                            "done again)"),
+        "amlevents.notify.digests": ("{digest}", "storm-control digests sent")}
