@@ -164,7 +164,7 @@ def test_opening_waits_for_another_connection_switching_the_journal(path: str) -
     # WHEN the store opens it THEN it waits the lock out and opens
     started = time.monotonic()
     store = SqliteLedgerStore(path, busy_timeout_ms=5000)
-    assert 0.25 <= time.monotonic() - started < 10  # waited, and not for its 5 s timeout twice
+    assert 0.25 <= time.monotonic() - started < 10  # waited for the holder (bounds loose: CI may be slow)
     assert store._conn().execute("PRAGMA journal_mode").fetchone() == ("wal",)
     release.join()
     holder.close()
