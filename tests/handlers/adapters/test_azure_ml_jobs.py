@@ -590,3 +590,111 @@ def test_state_keys_are_hashed_any_case_and_confirmations_keyed_by_request() -> 
     digest = hashlib.sha256(b"/subscriptions/s/x|breach:ws/m").hexdigest()[:32]
     assert state_key(" /Subscriptions/S/X ", "Breach:WS/M ") == f"retrain-aml-{digest}"
     assert confirmation_key("abc") == "retrain-confirm-abc"
+
+
+# -- the ledger state, whole ----------------------------------------------------------------------
+
+def _state(dispatcher: Dispatcher, arm: FakeArm) -> Any:
+    return dispatcher.ledger.get_state(state_key(component_target(arm), _monitor_key(arm)))
+
+
+def test_a_submitted_job_is_recorded_as_the_monitors_last(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    monitoring_run(arm, sample)
+    dispatcher = live(clock=lambda: 1_700_000_000.0)
+    done = detail(retrain_of(deliver(dispatcher, breach(sample, arm))))
+    assert _state(dispatcher, arm) == {"last": {
+        "job_name": done["job_name"], "request_id": done["request_id"], "event_id": "breach-1",
+        "started_at_s": 1_700_000_000.0, "status_at_start": "NotStarted", "folded": []}}
+
+
+def test_a_fold_says_into_which_job_its_status_and_why(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    monitoring_run(arm, sample)
+    now = [1_700_000_000.0]
+    dispatcher = live(clock=lambda: now[0], **{COOLDOWN_S: "3600"})
+    first = detail(retrain_of(deliver(dispatcher, breach(sample, arm))))
+    name = first["job_name"]
+    arm.ml.set_job_status(name, "Running")
+    running = detail(retrain_of(deliver(dispatcher, breach(sample, arm, "breach-2"))))
+    # the second event's own plan, plus where it went: the detail compared whole
+    own = {k: v for k, v in running.items() if k not in ("folded_into", "job_status", "reason")}
+    assert own["request_id"] != first["request_id"]
+    assert running == {**own, "folded_into": name, "job_status": "Running",
+                       "reason": f"the last retraining job {name} for monitor {MONITOR} is "
+                                 "Running"}
+    assert set(own) == set(first) - {"job_status"}  # the plan's facts, as for a started job
+    assert own["job_name"] == f"amlevents-{own['request_id']}" != name
+    arm.ml.set_job_status(name, "Completed")
+    now[0] += 600.4
+    cooling = detail(retrain_of(deliver(dispatcher, breach(sample, arm, "breach-3"))))
+    assert {k: cooling[k] for k in ("folded_into", "job_status", "reason")} == {
+        "folded_into": name, "job_status": "Completed",
+        "reason": f"cooldown: the last retraining job {name} for monitor {MONITOR} started 600 s "
+                  "ago (AMLEVENTS_RETRAIN_COOLDOWN_S=3600)"}
+    assert _state(dispatcher, arm)["last"]["folded"] == ["breach-2", "breach-3"]
+
+
+def test_a_replay_of_the_submitted_event_keeps_what_was_folded_into_its_job(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    monitoring_run(arm, sample)
+    now = [1_700_000_000.0]
+    dispatcher = live(clock=lambda: now[0])
+    deliver(dispatcher, breach(sample, arm))
+    deliver(dispatcher, breach(sample, arm, "breach-2"))  # folded: the job is NotStarted
+    before = _state(dispatcher, arm)
+    assert before["last"]["folded"] == ["breach-2"]
+    # the first event reaches the runner again (its outcome never reached the ledger)
+    now[0] += 60
+    settings = RetrainSettings.from_mapping(dispatcher.env)
+    plan = decide(_typed(breach(sample, arm)), settings)
+    assert isinstance(plan, RetrainPlan)
+    runner = AzureMlJobRunner(settings, dispatcher.ledger, ml_client_factory(settings),
+                              clock=lambda: now[0])
+    assert json.loads(runner.start(plan).detail)["reconciled"] is True
+    assert _state(dispatcher, arm) == before  # the job's record and its folded events kept
+    assert len(puts(arm)) == 1
+
+
+def test_a_stale_intent_settles_without_hiding_the_newer_job(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    # GIVEN job A, then a newer job B, and A's intent still pending in the state (stale)
+    monitoring_run(arm, sample)
+    now = [1_700_000_000.0]
+    dispatcher = live(clock=lambda: now[0])
+    a = detail(retrain_of(deliver(dispatcher, breach(sample, arm, "breach-a"))))
+    arm.ml.set_job_status(a["job_name"], "Completed")
+    now[0] += 100
+    b = detail(retrain_of(deliver(dispatcher, breach(sample, arm, "breach-b"))))
+    assert b["job_name"] != a["job_name"]
+    arm.ml.set_job_status(b["job_name"], "Running")
+    stale = {"job_name": a["job_name"], "request_id": a["request_id"], "event_id": "breach-a",
+             "since_s": 1_700_000_000.0}
+    key = state_key(component_target(arm), _monitor_key(arm))
+    dispatcher.ledger.update_state(key, lambda current: {**(current or {}), "pending": stale})
+    # WHEN another breach arrives
+    now[0] += 100
+    c = retrain_of(deliver(dispatcher, breach(sample, arm, "breach-c")))
+    # THEN A is settled (the intent dropped) but B stays the last job, and C folds into it
+    assert c.action == f"folded into retraining job {b['job_name']}"
+    state = _state(dispatcher, arm)
+    assert "pending" not in state and state["last"]["job_name"] == b["job_name"]
+    assert state["last"]["folded"] == ["breach-c"] and len(arm.ml.jobs()) == 2
+
+
+@pytest.mark.parametrize(("status", "kept"), [
+    (409, False), (429, False), (503, False),  # nothing started: the intent is dropped
+    (500, True),  # it may have started: the intent stays for the redelivery to look up
+])
+def test_an_answer_that_started_nothing_drops_the_intent(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample, status: int,
+        kept: bool) -> None:
+    monitoring_run(arm, sample)
+    dispatcher = live(clock=lambda: 1_700_000_000.0)
+    plan = decide(_typed(breach(sample, arm)), RetrainSettings.from_mapping(dispatcher.env))
+    assert isinstance(plan, RetrainPlan)
+    arm.fail_next("PUT", JOBS, status)
+    assert retrain_of(deliver(dispatcher, breach(sample, arm))).outcome is Outcome.RETRY
+    intent = {"job_name": plan.job_name, "request_id": plan.request_id,
+              "event_id": "breach-1", "since_s": 1_700_000_000.0}
+    assert _state(dispatcher, arm) == ({"pending": intent} if kept else {})

@@ -148,3 +148,34 @@ def test_the_notify_twin_holds_no_digest() -> None:
     from handlers.adapters.dry_run import DryRunNotifier
 
     assert DryRunNotifier().flush() == []
+
+
+def test_the_cicd_twin_records_the_exact_requests_as_planned(sample: Sample) -> None:
+    from handlers.adapters.cicd.dry_run import DryRunCicdDispatcher
+    from handlers.cicd.decide import decide
+    from handlers.cicd.plan import CicdPlan
+    from handlers.cicd.settings import CicdSettings
+    from handlers.events.parse import parse_event
+
+    rule = {"name": "release", "when": {"types": ["ModelRegistered"]},
+            "github": {"repository": "contoso/ml-release", "workflow": "release.yml",
+                       "ref": "main", "inputs": {"model": "{data.ModelName}"}}}
+    plan = decide(parse_event(sample("model_registered")), CicdSettings.from_mapping(
+        {"AMLEVENTS_CICD_RULES": json.dumps([rule])}))
+    assert isinstance(plan, CicdPlan)
+    (dispatch,) = plan.dispatches
+    result = DryRunCicdDispatcher().dispatch(plan)
+    assert result.outcome is Outcome.PLANNED
+    assert result.action == ("start GitHub workflow release.yml in contoso/ml-release on main "
+                             "(rule 'release')")
+    assert json.loads(result.detail) == {"dispatches": [{
+        "rule": "release", "requestId": dispatch.request_id,
+        "target": {"service": "github", "repository": "contoso/ml-release",
+                   "workflow": "release.yml", "ref": "main"},
+        "request": {"method": "POST", "url": "https://api.github.com/repos/contoso/ml-release/"
+                                             "actions/workflows/release.yml/dispatches",
+                    "body": {"ref": "main", "return_run_details": True, "inputs": {
+                        "model": parse_event(sample("model_registered")).envelope.data[
+                            "ModelName"], "amlevents_request_id": dispatch.request_id}}}}]}
+    assert result.detail == json.dumps(json.loads(result.detail), sort_keys=True,
+                                       separators=(",", ":"))

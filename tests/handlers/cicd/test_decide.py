@@ -211,3 +211,51 @@ def test_the_plan_detail_holds_no_credential(sample: Sample) -> None:
     plan = plan_of(decide(model(sample, stage="production"), settings(
         RELEASE, AMLEVENTS_GITHUB_TOKEN="github_pat_secret_value")))
     assert "github_pat" not in json.dumps(plan.as_dict())
+
+
+def _compact_size(value: Any) -> int:
+    """What GitHub counts: the compact JSON, non-ASCII text as itself (not \\u escapes)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+
+
+def _sized(sample: Sample, rule: dict[str, Any], big: str) -> CicdPlan | ActionResult:
+    raw = sample("model_registered")
+    raw["data"].update(Big=big)
+    return decide(parse_event(raw), settings(rule))
+
+
+def test_workflow_inputs_count_non_ascii_text_as_itself_up_to_the_limit(sample: Sample) -> None:
+    rule = {"name": "r", "when": {"types": ["ModelRegistered"]},
+            "github": {"repository": "contoso/ops", "workflow": "w.yml", "ref": "main",
+                       "inputs": {"big": "{data.Big}"}}}
+    rid = "amlevents-" + "0" * 24  # every request id has this length
+    room = 65_535 - _compact_size({"big": "", "amlevents_request_id": rid})
+    (dispatch,) = plan_of(_sized(sample, rule, "é" * room)).dispatches
+    assert _compact_size(dict(dispatch.request.body["inputs"])) == 65_535  # at the limit: sent
+    over = _sized(sample, rule, "é" * (room + 1))
+    assert over == ActionResult(Outcome.REFUSED, "refused", "rule 'r': the workflow inputs are "
+                                "65536 characters; GitHub takes at most 65535")
+
+
+def test_a_client_payload_counts_utf8_bytes_up_to_the_limit(sample: Sample) -> None:
+    rule = {"name": "r", "when": {"types": ["ModelRegistered"]},
+            "github": {"repository": "contoso/ops", "eventType": "go",
+                       "clientPayload": {"big": "{data.Big}"}}}
+    rid = "amlevents-" + "0" * 24
+    room = 65_535 - len(json.dumps({"big": "", "amlevents_request_id": rid},
+                                   separators=(",", ":")))
+    big = "é" * (room // 2) + "x" * (room % 2)  # two bytes each in UTF-8
+    (dispatch,) = plan_of(_sized(sample, rule, big)).dispatches
+    payload = dict(dispatch.request.body["client_payload"])
+    assert len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()) == 65_535
+    over = _sized(sample, rule, big + "x")
+    assert over == ActionResult(Outcome.REFUSED, "refused", "rule 'r': the client payload is "
+                                "65536 bytes; GitHub takes less than 65536")
+
+
+def test_a_request_id_in_non_ascii_text_still_counts_as_carried(sample: Sample) -> None:
+    rule = {**RELEASE, "github": {**RELEASE["github"], "requestIdInput": None,
+                                  "inputs": {"id": "café {requestId}"}}}
+    (dispatch,) = plan_of(decide(model(sample, stage="production"), settings(rule))).dispatches
+    assert dispatch.carries_request_id
+    assert dispatch.request.body["inputs"] == {"id": f"café {dispatch.request_id}"}

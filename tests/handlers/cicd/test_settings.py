@@ -409,3 +409,43 @@ def test_when_takes_events_as_another_name_for_types_and_needs_one() -> None:
     assert problems({**EXAMPLE, "when": {"types": []}}) == [
         "AMLEVENTS_CICD_RULES: rule 'release fraud models': when.types is required: the event "
         "types the rule takes"]
+
+
+_NOT_A_URL = "is not a valid URL (check the host and the port)"
+_NOT_PLAIN = "must be a plain base URL (no query, fragment, credentials or spaces)"
+_NOT_HTTPS = "must be an https URL (http only to localhost)"
+
+
+# Each refusal is compared whole, for both service URLs: the operator reads exactly this.
+@pytest.mark.parametrize("name", ["AMLEVENTS_GITHUB_API_URL", "AMLEVENTS_AZURE_DEVOPS_URL"])
+@pytest.mark.parametrize(("value", "message"), [
+    ("https://github.com:99999", _NOT_A_URL),
+    ("https://github.com:abc", _NOT_A_URL),
+    ("https://[::1", _NOT_A_URL),
+    ("https://x.com?x=1", _NOT_PLAIN),
+    ("https://x.com#f", _NOT_PLAIN),
+    ("https://user@x.com", _NOT_PLAIN),
+    ("https://a b.com", _NOT_PLAIN),
+    ("https://x.com/\x07", _NOT_PLAIN),
+    ("ftp://x.com", _NOT_HTTPS),
+    ("http://github.com", _NOT_HTTPS),
+    ("https://", _NOT_HTTPS),
+])
+def test_a_bad_service_url_is_refused_whole(name: str, value: str, message: str) -> None:
+    with pytest.raises(SettingError) as info:
+        CicdSettings.from_mapping({name: value})
+    assert info.value.problems == ((name, message),)
+
+
+@pytest.mark.parametrize(("value", "kept"), [
+    ("https://ghe.contoso.com/api/v3/", "https://ghe.contoso.com/api/v3"),
+    ("https://proxy.contoso.com/GHX//", "https://proxy.contoso.com/GHX"),  # only slashes go
+    ("  https://ghe.contoso.com  ", "https://ghe.contoso.com"),
+    ("http://localhost:3000", "http://localhost:3000"),
+    ("http://[::1]:8080", "http://[::1]:8080"),
+    ("http://127.0.0.1", "http://127.0.0.1"),
+])
+def test_a_service_url_is_kept_without_its_trailing_slash(value: str, kept: str) -> None:
+    found = CicdSettings.from_mapping({"AMLEVENTS_GITHUB_API_URL": value,
+                                       "AMLEVENTS_AZURE_DEVOPS_URL": value})
+    assert (found.github_api_url, found.azure_devops_url) == (kept, kept)

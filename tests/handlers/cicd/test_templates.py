@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.cicd.templates import Placeholder, TemplateError, Values, parse, render
+from handlers.cicd.templates import (
+    Placeholder,
+    TemplateError,
+    Values,
+    as_text,
+    lookup,
+    parse,
+    render,
+)
 
 VALUES = Values(
     fields={"id": "ev-1", "type": "Microsoft.MachineLearningServices.ModelRegistered",
@@ -62,3 +70,44 @@ def test_a_parsed_template_knows_its_placeholders() -> None:
     template = parse("{id}-{data.A.b}")
     assert template.placeholders == (Placeholder("id"), Placeholder("data", ("A", "b")))
     assert template.literal is None and parse("x{{").literal == "x{"
+
+
+@pytest.mark.parametrize(("path", "found"), [
+    (("ModelIds", "0"), "a:1"),
+    (("ModelIds", "1"), "b:2"),
+    (("ModelIds", "2"), None),  # an index equal to the length: missing, not an error
+    (("ModelIds", "x"), None),  # a list takes indexes only
+    (("ModelIds", "-1"), None),
+    (("ModelName", "x"), None),  # text has no keys
+    (("Nothing", "x"), None),
+    (("NESTED", "deep", "FLAG"), True),
+])
+def test_a_data_path_is_looked_up_key_by_key(path: tuple[str, ...], found: object) -> None:
+    assert lookup(Placeholder("data", path), VALUES) == found
+
+
+def test_envelope_fields_and_tags_are_looked_up_or_none() -> None:
+    without_id = Values(fields={"id": "ev-1"}, data={}, tags={})
+    assert lookup(Placeholder("requestId"), without_id) is None
+    assert lookup(Placeholder("id"), without_id) == "ev-1"
+    assert lookup(Placeholder("tags", ("TEAM.NAME",)), VALUES) == "risk"
+    assert lookup(Placeholder("tags", ("nope",)), VALUES) is None
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (None, ""), ("é", "é"), (True, "true"), (False, "false"), (0, "0"), (2.5, "2.5"),
+    ({"a": ["é", 1]}, '{"a":["é",1]}'),  # compact, non-ASCII text as itself
+])
+def test_values_are_written_as_text(value: object, text: str) -> None:
+    assert as_text(value) == text
+
+
+def test_template_errors_read_whole() -> None:
+    with pytest.raises(TemplateError) as unknown:
+        parse("x {nope}")
+    assert str(unknown.value) == (
+        "unknown placeholder {nope} (known: {id}, {type}, {subject}, {topic}, {requestId}, "
+        "{data.KEY}, {tags.NAME}; write {{ and }} for literal braces)")
+    with pytest.raises(TemplateError) as lone:
+        parse("a } b")
+    assert str(lone.value) == "a lone '}' in 'a } b': write }} for a brace"

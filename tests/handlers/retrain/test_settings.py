@@ -19,6 +19,7 @@ from handlers.retrain.settings import (
     MONITOR_THRESHOLDS,
     PARAMETER_NAMES,
     READ_RETRIES,
+    RECONCILE_GRACE_S,
     ROUTES,
     TIMEOUT_S,
     BatchEndpointTarget,
@@ -176,7 +177,7 @@ def test_the_target_kind_follows_from_the_resource_type() -> None:
     assert latest == ComponentTarget(SUB, "rg-ml", "ws-ml", "retrain_model", None)
     batch = settings.target_for("batch", "")
     assert batch == BatchEndpointTarget(SUB, "rg-ml", "ws-ml", "retrain-be")
-    assert [t.kind for t in (settings.target_for("adf", ""), latest, batch)] == [
+    assert [t.kind for t in (settings.target_for("adf", ""), latest, batch) if t] == [
         DATA_FACTORY, AML_COMPONENT, AML_BATCH_ENDPOINT]
     # AND each round-trips through the ledger state's shape
     for target in (settings.target_for("adf", ""), latest, batch):
@@ -256,3 +257,42 @@ def test_a_stored_target_that_no_longer_reads_is_refused_naming_why() -> None:
         target_from_dict(stored)
     assert str(caught.value) == (f"stored retraining target {stored!r}: component '-bad' is not "
                                  "a valid component name")
+
+
+def test_every_limit_has_its_documented_default() -> None:
+    settings = RetrainSettings.from_mapping({})
+    assert (settings.drift_threshold, settings.cooldown_s, settings.timeout_s,
+            settings.read_retries, settings.reconcile_grace_s) == (0.3, 0.0, 30.0, 2, 120.0)
+    assert dict(settings.routes) == {} and dict(settings.thresholds) == {}
+    assert settings.default_target is None
+
+
+# Each limit at both ends: the bound itself is accepted, one step beyond is refused whole.
+@pytest.mark.parametrize(("setting", "field", "lowest", "highest", "below", "above", "message"), [
+    (COOLDOWN_S, "cooldown_s", "0", "2592000", "-0.5", "2592000.5",
+     "must be between 0.0 and 2592000.0, got {}"),
+    (TIMEOUT_S, "timeout_s", "0.05", "600", "0.04", "600.5",
+     "must be between 0.05 and 600.0, got {}"),
+    (READ_RETRIES, "read_retries", "0", "10", "-1", "11", "must be between 0 and 10, got {}"),
+    (RECONCILE_GRACE_S, "reconcile_grace_s", "0", "86400", "-1", "86401",
+     "must be between 0.0 and 86400.0, got {}"),
+])
+def test_each_limit_takes_its_bounds_and_refuses_beyond_them(
+        setting: str, field: str, lowest: str, highest: str, below: str, above: str,
+        message: str) -> None:
+    for value in (lowest, highest):
+        assert getattr(RetrainSettings.from_mapping({setting: value}), field) == float(value)
+    for value in (below, above):
+        with pytest.raises(SettingError) as caught:
+            RetrainSettings.from_mapping({setting: value})
+        assert caught.value.problems == ((setting, message.format(value)),)
+
+
+@pytest.mark.parametrize("written", ["None", " NONE ", "none"])
+def test_a_route_written_none_means_no_retraining(written: str) -> None:
+    settings = RetrainSettings.from_mapping({
+        ROUTES: json.dumps({"quietMonitor": written, "myDriftMonitor": TARGET}),
+        DEFAULT_TARGET: PIPELINE_ID})
+    assert dict(settings.routes) == {"quietMonitor": None,
+                                     "myDriftMonitor": DataFactoryTarget.from_dict(TARGET)}
+    assert settings.target_for("quietMonitor", "") is None  # not the default

@@ -307,3 +307,29 @@ def test_a_run_without_a_readable_creation_time_has_none() -> None:
     assert _created_s({"createdDate": "2026-01-01T00:00:10+00:00"}) == 1767225610.0
     assert _created_s({"createdDate": "yesterday"}) is None
     assert _created_s({}) is None
+
+
+# -- answers without a web link ------------------------------------------------------------------
+
+def test_a_run_answered_without_a_web_link_is_done_without_a_url(
+        devops: FakeAzureDevOps, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    devops.fail_next("POST", RUNS, 200, body={"id": 5, "name": "20260101.1"})
+    result = deliver(live(), failed_run(sample))
+    (done,) = dispatches(result)
+    assert cicd(result).outcome is Outcome.DONE
+    assert {k: v for k, v in done.items() if k not in ("requestId", "target")} == {
+        "outcome": "done", "rule": "investigate", "runId": "5"}
+
+
+def test_a_lost_run_listed_without_a_web_link_is_reconciled_without_a_url(
+        devops: FakeAzureDevOps, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    devops.fail_next("POST", RUNS, 503)  # it may have started: the intent stays
+    (lost,) = dispatches(deliver(live(), failed_run(sample)))
+    runs = devops.pipelines[(ORG.lower(), PROJECT.lower(), PIPELINE_ID)].runs
+    runs.append({"id": 77, "name": f"investigate-{lost['requestId']}-1",
+                 "createdDate": devops_time(time.time())})
+    again = deliver(live(), failed_run(sample))
+    (done,) = dispatches(again)
+    assert {k: v for k, v in done.items() if k not in ("requestId", "target")} == {
+        "outcome": "done", "rule": "investigate", "runId": "77", "reconciled": True}
+    assert len(devops.requests_matching("POST", RUNS)) == 1

@@ -498,3 +498,72 @@ def test_a_lost_answer_counts_the_unnamed_runs_page_by_page(
     assert f"but {counted} run(s) since then name no request id at all" in row.detail
     listings = github.requests_matching("GET", r"/unnamed\.yml/runs$")
     assert [r.query["page"] for r in listings] == [str(n) for n in range(1, pages + 1)]
+
+
+# -- reading GitHub's answers (pure) ------------------------------------------------------------
+
+def test_iso_writes_utc_whatever_the_machines_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from handlers.adapters.cicd.github import iso
+
+    # the lookup's `created` filter is compared with GitHub's UTC times: never local time
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        assert iso(0) == "1970-01-01T00:00:00Z"
+        assert iso(1_700_000_000.9) == "2023-11-14T22:13:20Z"  # whole seconds, cut not rounded
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_githubs_message_with_its_errors_on_one_line() -> None:
+    from handlers.adapters.cicd.github import github_message
+    from handlers.adapters.cicd.http import Answer
+
+    assert github_message(Answer(422, body={"message": "Validation\n  Failed", "errors": [
+        {"message": "bad ref"}, {"code": "missing_field"}, {"field": "x"}, "plain", ""]})) == \
+        "Validation Failed; bad ref; missing_field; {'field': 'x'}; plain"
+    assert github_message(Answer(502, text="<html> Bad gateway </html>")) == \
+        "<html> Bad gateway </html>"
+    assert github_message(Answer(500, body=["not", "an", "object"])) == "HTTP 500"
+    assert github_message(Answer(404, body={"message": "m" * 600})) == "m" * 500
+
+
+NOW = 1_700_000_000.0
+SECONDARY = {"message": "You have exceeded a secondary rate limit."}
+
+
+@pytest.mark.parametrize(("status", "headers", "body", "wait"), [
+    (403, {"retry-after": "7"}, None, 7.0),
+    (429, {"retry-after": "7", "x-ratelimit-remaining": "0",
+           "x-ratelimit-reset": str(int(NOW) + 35)}, None, 7.0),  # retry-after first
+    (403, {"retry-after": "-3"}, None, 0.0),
+    (403, {"retry-after": "soon"}, None, 60.0),
+    (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(NOW) + 35)}, None, 35.0),
+    (429, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(NOW) - 5)}, None, 0.0),
+    (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "later"}, None, 60.0),
+    (403, {"x-ratelimit-remaining": "0"}, None, 60.0),  # no reset said: a minute
+    (403, {}, SECONDARY, 60.0),
+    (429, {}, None, 60.0),
+    (403, {"x-ratelimit-remaining": "1"}, {"message": "Must have admin rights"}, None),
+    (200, {"retry-after": "7"}, None, None),
+    (500, {"retry-after": "7"}, None, None),
+])
+def test_the_rate_limit_wait_is_exact(status: int, headers: dict[str, str],
+                                      body: dict[str, str] | None, wait: float | None) -> None:
+    from handlers.adapters.cicd.github import rate_limit_wait
+    from handlers.adapters.cicd.http import Answer
+
+    assert rate_limit_wait(Answer(status, headers, body), NOW) == wait
+
+
+def test_a_primary_rate_limit_says_the_exact_wait_until_the_reset(
+        github: FakeGitHub, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    github.rate_limit_next("POST", DISPATCHES, kind="primary", reset_in_s=3000)
+    result = deliver(live(), registered(sample))
+    (retry,) = dispatches(result)
+    # the reset is a whole second and we are some fraction into ours: 2999 or 3000 s
+    assert re.fullmatch(
+        re.escape("GitHub rate limit on workflow_dispatch to contoso/ml-release (HTTP 403, retry "
+                  "after ") + "(2999|3000)" + re.escape(" s): API rate limit exceeded for user ID "
+                                                     "1."), retry["error"]), retry["error"]
