@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -9,12 +10,19 @@ from typing import Any
 
 import pytest
 
-from handlers.adapters.azure_ml import AzureMlSettings, build_deployer, classify, split_traffic
+from handlers.adapters.azure_ml import (
+    AzureMlDeployer,
+    AzureMlSettings,
+    build_deployer,
+    classify,
+    split_traffic,
+)
 from handlers.deploy.decide import decide
 from handlers.deploy.plan import DeploymentPlan
 from handlers.deploy.policy import DeployPolicy
 from handlers.errors import PermanentError, RetryableError, SettingError
 from handlers.events.parse import ModelRegistered, parse_event
+from handlers.events.workspace import WorkspaceRef
 from handlers.outcome import Outcome
 from handlers.runtime.dispatch import Dispatcher, DispatchResult
 from handlers.runtime.routing import ON_MODEL_REGISTERED
@@ -427,3 +435,276 @@ def test_classify_transport_errors() -> None:
     assert isinstance(classify(ServiceRequestError("refused")), RetryableError)
     assert isinstance(classify(ServiceResponseError("read timed out")), RetryableError)
     assert isinstance(classify(ValueError("bad")), PermanentError)
+
+
+# --- whole messages and details -----------------------------------------------------------------
+
+def model_id_of(arm: FakeArm, version: str = "20") -> str:
+    return f"{workspace_id(arm)}/models/{MODEL}/versions/{version}"
+
+
+def test_done_detail_is_the_plan_with_what_was_done(arm: FakeArm, live: Callable[..., Dispatcher],
+                                                    sample: Sample) -> None:
+    arm.ml.add_model(MODEL, "20")
+    result = send(live(), event(sample, arm))
+    assert result.action == (f"deploy {MODEL}:20 to managed endpoint {ENDPOINT} as v20 "
+                             "(100% traffic)")
+    assert json.loads(result.detail) == {
+        "compute": "", "cpu_cores": 0.0, "deployment": "v20", "deployment_state": "deployed",
+        "endpoint": ENDPOINT, "endpoint_created": True, "environment": "", "instance_count": 1,
+        "instance_type": "Standard_DS3_v2", "memory_gb": 0.0, "model_id": model_id_of(arm),
+        "model_name": MODEL, "model_version": "20", "scoring_script": "",
+        "tags": {"deploy": "true"}, "target": "managed", "traffic": {"v20": 100},
+        "workspace": workspace_id(arm)}
+
+
+def test_repaired_endpoint_is_named_in_the_detail(arm: FakeArm, live: Callable[..., Dispatcher],
+                                                  sample: Sample) -> None:
+    seed_endpoint(arm)
+    arm.ml.set_provisioning_state(ENDPOINT, "Canceled")
+    detail = json.loads(send(live(), event(sample, arm)).detail)
+    assert {k: detail[k] for k in ("endpoint_created", "endpoint_repaired", "deployment_state",
+                                   "traffic")} == {
+        "endpoint_created": False, "endpoint_repaired": "Canceled",
+        "deployment_state": "deployed", "traffic": {"v20": 100}}
+
+
+def test_busy_endpoint_longer_than_the_wait_is_retried_naming_its_state(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    # GIVEN an endpoint someone else is updating, beyond AMLEVENTS_DEPLOY_WAIT_S
+    seed_endpoint(arm)
+    arm.ml.set_provisioning_state(ENDPOINT, "Updating")
+    result = send(live(AMLEVENTS_DEPLOY_WAIT_S="0.1"), event(sample, arm))
+    # THEN the delivery is retried, the message naming the resource, its state and the setting
+    assert result.outcome is Outcome.RETRY
+    assert result.detail == (f"RetryableError: endpoint {ENDPOINT} still Updating after 0.1s "
+                             "(AMLEVENTS_DEPLOY_WAIT_S); a redelivery will check again")
+    assert not puts(arm, EP_PATH) and not puts(arm, DEP_PATH)
+
+
+def test_busy_deployment_longer_than_the_wait_is_retried_naming_its_state(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    seed_endpoint(arm, "v20")
+    arm.ml.set_provisioning_state(ENDPOINT, "Scaling", deployment="v20")
+    result = send(live(AMLEVENTS_DEPLOY_WAIT_S="0.1"), event(sample, arm))
+    assert result.detail == ("RetryableError: deployment v20 still Scaling after 0.1s "
+                             "(AMLEVENTS_DEPLOY_WAIT_S); a redelivery will check again")
+    assert not puts(arm, DEP_PATH)
+
+
+def test_slow_operation_message_names_the_operation_and_the_setting(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    arm.ml.add_model(MODEL, "20")
+    arm.lro_in_progress_polls, arm.lro_retry_after_ms = 30, 50
+    result = send(live(AMLEVENTS_DEPLOY_WAIT_S="0.3"), event(sample, arm))
+    assert result.detail == ("RetryableError: endpoint creation still running after 0.3s "
+                             "(AMLEVENTS_DEPLOY_WAIT_S); a redelivery will resume it")
+
+
+def test_arm_errors_are_reported_whole(arm: FakeArm, live: Callable[..., Dispatcher],
+                                       sample: Sample) -> None:
+    arm.ml.add_model(MODEL, "20")
+    dispatcher = live()
+    arm.fail_next("PUT", DEP_PATH, 400, body={"error": {"code": "BadArgument",
+                                                        "message": "Not enough quota."}})
+    bad = send(dispatcher, event(sample, arm, 20, attempt="1"))
+    assert bad.detail == "PermanentError: ARM 400 BadArgument: Not enough quota."
+    arm.fail_next("PUT", DEP_PATH, 429, headers={"Retry-After": "7"})
+    throttled = send(dispatcher, event(sample, arm, 20, attempt="2", again="1"))
+    assert throttled.detail == ("RetryableError: ARM 429 TooManyRequests: Injected 429 by the fake "
+                                "ARM. (Retry-After 7 s)")
+    arm.fail_next("PUT", DEP_PATH, 500)
+    broken = send(dispatcher, event(sample, arm, 20, attempt="3", again="2", more="1"))
+    assert broken.detail == ("RetryableError: ARM 500 InternalServerError: Injected 500 by the fake "
+                             "ARM.")
+    assert (bad.outcome, throttled.outcome, broken.outcome) == (
+        Outcome.FAILED, Outcome.RETRY, Outcome.RETRY)
+
+
+def test_failed_operation_and_failed_repair_are_reported_whole(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    seed_endpoint(arm)
+    arm.ml.set_provisioning_state(ENDPOINT, "Failed")
+    arm.fail_next_lro("PUT", EP_PATH, "QuotaExceeded", "Not enough quota in westeurope.")
+    result = send(live(), event(sample, arm))
+    # (the operation's own status is 200: the poll answered, the operation inside it failed)
+    assert result.detail == (
+        f"PermanentError: endpoint {ENDPOINT} is Failed (its last operation did not succeed) and "
+        "repairing it, a PUT of its own definition, failed: ARM 200 QuotaExceeded: Not enough "
+        "quota in westeurope.; fix or delete the endpoint")
+
+
+def test_a_repair_that_is_throttled_is_retried_not_failed(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    seed_endpoint(arm)
+    arm.ml.set_provisioning_state(ENDPOINT, "Failed")
+    arm.fail_next("PUT", EP_PATH, 503, headers={"Retry-After": "3"})
+    result = send(live(), event(sample, arm))
+    assert result.outcome is Outcome.RETRY and result.should_retry
+    assert result.detail == ("RetryableError: ARM 503 ServiceUnavailable: Injected 503 by the fake "
+                             "ARM. (Retry-After 3 s)")
+
+
+def test_custom_model_and_missing_environment_messages(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    arm.ml.add_model(MODEL, "20", mlflow=False)
+    dispatcher = live()
+    custom = send(dispatcher, event(sample, arm))
+    assert custom.detail == (f"PermanentError: model {MODEL}:20 is a custom_model, not MLflow: set "
+                             "tags deploy_environment and deploy_scoring_script")
+    missing = send(dispatcher, event(sample, arm, deploy_environment="azureml:nope@latest",
+                                     deploy_scoring_script="score-code:2/src/score.py"))
+    assert missing.detail == ("PermanentError: environment nope@latest: Asset nope does not exist "
+                              f"in workspace {arm.workspace_name}.")
+    assert not puts(arm, EP_PATH)
+
+
+def test_v1_target_without_a_v1_adapter_is_refused() -> None:
+    plan = DeploymentPlan(WorkspaceRef("sub-1", "rg-1", "ws-1"), MODEL, "20", "aci", ENDPOINT,
+                          "v20")
+
+    def no_client(workspace: WorkspaceRef) -> Any:
+        raise AssertionError("an aci plan must not build an MLClient")
+
+    with pytest.raises(PermanentError) as caught:
+        AzureMlDeployer(AzureMlSettings(), no_client).deploy(plan)
+    assert str(caught.value) == "target aci needs the SDK v1 adapter"
+
+
+def test_the_mlclient_is_built_quiet_with_our_retries_and_timeouts(arm: FakeArm) -> None:
+    # The Functions host has no terminal: no progress bars, no telemetry; azure-core retries and
+    # socket timeouts come from the settings.
+    settings = AzureMlSettings(sdk_retries=4, http_timeout_s=9.0)
+    deployer = build_deployer(settings, {}, None)  # type: ignore[arg-type]
+    workspace = WorkspaceRef(arm.subscription_id, arm.resource_group, arm.workspace_name)
+    ml = deployer.client(workspace)
+    assert deployer.client(workspace) is ml  # one client per workspace, reused
+    assert (ml.subscription_id, ml.resource_group_name, ml.workspace_name) == (
+        arm.subscription_id, arm.resource_group, arm.workspace_name)
+    operations = ml.online_endpoints
+    assert (operations._show_progress, operations._operation_config.enable_telemetry) == (
+        False, False)
+    client = ml._service_client_10_2023
+    retry = client._config.retry_policy
+    assert (retry.total_retries, retry.backoff_factor) == (4, 0.5)
+    assert client._client._pipeline._transport.connection_config.timeout == 9.0
+    assert client._client._pipeline._transport.connection_config.read_timeout == 9.0
+
+
+def test_classify_messages() -> None:
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    cases: list[tuple[BaseException, type[Exception], str]] = [
+        (ServiceRequestError("refused"), RetryableError,
+         "Azure ML unreachable or timed out: refused"),
+        (ServiceResponseError("read timed out"), RetryableError,
+         "Azure ML unreachable or timed out: read timed out"),
+        (TimeoutError("slow"), RetryableError, "Azure ML unreachable or timed out: slow"),
+        (ClientAuthenticationError(message="no managed identity endpoint"), PermanentError,
+         "no credential for Azure ML (managed identity?): no managed identity endpoint"),
+        (HttpResponseError(message="odd"), PermanentError, "ARM error : odd"),
+        (ValueError("bad"), PermanentError, "ValueError: bad"),
+    ]
+    for exc, kind, message in cases:
+        error = classify(exc)
+        assert (type(error), str(error)) == (kind, message), exc
+    assert classify(ServiceRequestError("refused")).retry_after_s is None  # type: ignore[attr-defined]
+
+
+def test_request_bodies_of_a_custom_model_rollout(arm: FakeArm, live: Callable[..., Dispatcher],
+                                                  sample: Sample) -> None:
+    arm.ml.add_model(MODEL, "20", mlflow=False)
+    env_id = arm.ml.add_environment("sk-env", "3")
+    arm.ml.add_code("score-code", "2")
+    result = send(live(), event(sample, arm, deploy_environment="sk-env:3",
+                                deploy_scoring_script="score-code:2/src/score.py"))
+    assert result.outcome is Outcome.DONE, result.detail
+    creation, traffic = (r.body for r in puts(arm, EP_PATH))
+    # the endpoint says who made it and for which model; key auth; no traffic until deployed
+    assert creation == {"location": "westeurope", "identity": {"type": "SystemAssigned"},
+                        "properties": {"authMode": "Key", "properties": {}, "traffic": {},
+                                       "mirrorTraffic": {}},
+                        "tags": {"createdBy": "amlevents", "model": MODEL}}
+    assert traffic["properties"]["traffic"] == {"v20": 100} and traffic["tags"] == creation["tags"]
+    [deployment] = (r.body for r in puts(arm, DEP_PATH))
+    assert deployment == {
+        "location": "westeurope", "sku": {"name": "Default", "capacity": 1},
+        "tags": {"createdBy": "amlevents", "modelVersion": "20"},
+        "properties": {
+            "codeConfiguration": {"codeId": f"{workspace_id(arm)}/codes/score-code/versions/2",
+                                  "scoringScript": "src/score.py"},
+            "environmentId": env_id, "model": model_id_of(arm), "properties": {},
+            "environmentVariables": {}, "appInsightsEnabled": False,
+            "instanceType": "Standard_DS3_v2", "endpointComputeType": "Managed"}}
+    detail = json.loads(result.detail)
+    assert "environment_id" not in detail and detail["environment"] == "sk-env:3"
+
+
+def test_request_bodies_of_a_kubernetes_rollout(arm: FakeArm, live: Callable[..., Dispatcher],
+                                                sample: Sample) -> None:
+    arm.ml.add_model(MODEL, "20")
+    dispatcher = live(AMLEVENTS_DEPLOY_ALLOWED_TARGETS="managed,kubernetes",
+                      AMLEVENTS_DEPLOY_ALLOWED_COMPUTES="k8s-prod")
+    result = send(dispatcher, event(sample, arm, deploy_target="kubernetes"))
+    assert result.outcome is Outcome.DONE, result.detail
+    creation = puts(arm, EP_PATH)[0].body
+    assert creation == {"location": "westeurope", "identity": {"type": "SystemAssigned"},
+                        "properties": {"authMode": "Key", "properties": {}, "traffic": {},
+                                       "mirrorTraffic": {},
+                                       "compute": f"{workspace_id(arm)}/computes/k8s-prod"},
+                        "tags": {"createdBy": "amlevents", "model": MODEL}}
+    [deployment] = (r.body for r in puts(arm, DEP_PATH))
+    assert deployment == {
+        "location": "westeurope", "sku": {"name": "Default", "capacity": 1},
+        "tags": {"createdBy": "amlevents", "modelVersion": "20"},
+        "properties": {"model": model_id_of(arm), "properties": {}, "environmentVariables": {},
+                       "appInsightsEnabled": False, "instanceType": "defaultinstancetype",
+                       "endpointComputeType": "Kubernetes"}}
+
+
+def test_environment_at_latest_is_reported_by_its_id(arm: FakeArm, live: Callable[..., Dispatcher],
+                                                     sample: Sample) -> None:
+    arm.ml.add_model(MODEL, "20", mlflow=False)
+    arm.ml.add_environment("sk-env", "3")
+    newest = arm.ml.add_environment("sk-env", "4")
+    arm.ml.add_code("score-code", "2")
+    result = send(live(), event(sample, arm, deploy_environment="sk-env@latest",
+                                deploy_scoring_script="score-code:2/src/score.py"))
+    detail = json.loads(result.detail)
+    assert (detail["environment"], detail["environment_id"]) == ("sk-env@latest", newest)
+
+
+def test_a_deployment_of_this_model_still_creating_is_waited_for_not_put_again(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    import threading
+
+    # GIVEN an earlier delivery's deployment v20 of this model, still Creating
+    seed_endpoint(arm, "v20", traffic={"v20": 100})
+    arm.ml.set_provisioning_state(ENDPOINT, "Creating", deployment="v20")
+
+    def finish_once_seen() -> None:  # the creation ends after our first look at it
+        deadline = time.monotonic() + 10
+        while not arm.requests_matching("GET", DEP_PATH) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)
+        arm.ml.set_provisioning_state(ENDPOINT, "Succeeded", "v20")
+
+    done = threading.Thread(target=finish_once_seen)
+    done.start()
+    result = send(live(), event(sample, arm))
+    done.join()
+    # THEN it is waited for and counted as deployed now; nothing is PUT again
+    detail = json.loads(result.detail)
+    assert (detail["deployment_state"], detail["endpoint_created"]) == ("deployed", False)
+    assert not puts(arm, DEP_PATH) and not puts(arm, EP_PATH)
+
+
+def test_settings_are_read_each_from_its_own_name() -> None:
+    env = {"AMLEVENTS_DEPLOY_WAIT_S": "5", "AMLEVENTS_DEPLOY_POLL_S": "0.5",
+           "AMLEVENTS_DEPLOY_SDK_RETRIES": "2", "AMLEVENTS_DEPLOY_HTTP_TIMEOUT_S": "30"}
+    assert AzureMlSettings.from_mapping(env) == AzureMlSettings(5.0, 0.5, 2, 30.0)

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from handlers.events.workspace import WorkspaceRef
 from handlers.outcome import Outcome
 from handlers.runtime.dispatch import Dispatcher
 from handlers.runtime.routing import ON_MODEL_REGISTERED
+from tests.fakes.arm import FakeArm, fake_arm_fixture
 
 ROOT = Path(__file__).resolve().parents[3]
 WS = WorkspaceRef("sub-1", "rg-1", "ws-1")
@@ -36,6 +38,8 @@ AKS = DeploymentPlan(WS, "fraud", "7", "aks", "fraud-scorer", "v-7", instance_co
 V1_PYTHON = os.environ.get("AZUREML_V1_PYTHON", "")
 V1_INSTALLED = importlib.util.find_spec("azureml") is not None and \
     importlib.util.find_spec("azureml.core") is not None
+
+arm = fake_arm_fixture()
 
 
 def test_requirements_keep_v1_apart() -> None:
@@ -214,3 +218,122 @@ def test_only_v1_targets_have_a_configuration() -> None:
     with pytest.raises(PermanentError):
         azureml_v1.deploy_configuration(managed, stand_in_sdk(Calls()))
     assert azureml_v1.service_name(ACI) == "fraud-scorer"
+
+
+# --- whole configurations, calls, details and messages ------------------------------------------
+
+TAGS = {"createdBy": "amlevents", "model": "fraud", "modelVersion": "7"}
+DESCRIPTION = "fraud:7 deployed by amlevents"
+
+
+def test_deploy_configurations_whole() -> None:
+    sdk = stand_in_sdk(Calls())
+    assert azureml_v1.deploy_configuration(ACI, sdk) == ("aci", {
+        "cpu_cores": 0.5, "memory_gb": 1.5, "tags": TAGS, "description": DESCRIPTION,
+        "auth_enabled": True})
+    # AKS: fixed replicas, so tags cannot buy autoscaling beyond the operator's instance limit
+    assert azureml_v1.deploy_configuration(AKS, sdk) == ("aks", {
+        "cpu_cores": 1.0, "memory_gb": 2.0, "num_replicas": 2, "autoscale_enabled": False,
+        "auth_enabled": True, "tags": TAGS, "description": DESCRIPTION})
+
+
+def test_a_managed_plan_has_no_v1_configuration() -> None:
+    managed = DeploymentPlan(WS, "fraud", "7", "managed", "fraud", "v-7")
+    with pytest.raises(PermanentError) as caught:
+        azureml_v1.deploy_configuration(managed, stand_in_sdk(Calls()))
+    assert str(caught.value) == "target managed is not an SDK v1 target (aci, aks)"
+
+
+def test_new_aks_service_calls_whole() -> None:
+    calls = Calls()
+    result = V1Deployer(lambda: stand_in_sdk(calls), token=lambda audience: "t")(AKS)
+    [(kind, (name, [model], kwargs)), wait] = calls.log
+    assert (kind, name, wait) == ("deploy", "fraud-scorer", ("wait", "fraud-scorer"))
+    assert (model.name, model.version) == ("fraud", 7)
+    assert kwargs == {"deployment_config": azureml_v1.deploy_configuration(AKS, stand_in_sdk(calls)),
+                      "deployment_target": ("compute", "aks-prod"), "overwrite": False}
+    assert json.loads(result.detail) == {**json.loads(json.dumps(AKS.as_dict())),
+                                         "service": "fraud-scorer", "service_created": True,
+                                         "state": "Healthy"}
+
+
+def test_the_workspace_is_opened_with_the_plan_and_a_token_callback() -> None:
+    seen: list[dict[str, Any]] = []
+    calls = Calls(existing={"fraud-scorer"})
+    sdk = stand_in_sdk(calls)
+
+    def token(audience: str) -> str:
+        return "t"
+
+    def workspace(**kwargs: Any) -> Any:
+        seen.append(kwargs)
+        return ("workspace", kwargs)
+
+    V1Deployer(lambda: V1Sdk(**{**sdk.__dict__, "Workspace": workspace}), token=token)(ACI)
+    assert seen == [{"subscription_id": "sub-1", "resource_group": "rg-1",
+                     "workspace_name": "ws-1", "auth": ("auth", token)}]
+
+
+def test_existing_service_is_updated_with_the_model_and_reported() -> None:
+    calls = Calls(existing={"fraud-scorer"})
+    plan = DeploymentPlan(WS, "fraud", "v7-rc", "aci", "Fraud-Scorer", "v-7")
+    result = V1Deployer(lambda: stand_in_sdk(calls), token=lambda audience: "t")(plan)
+    [(kind, (name, [model])), wait] = calls.log
+    # a version that is not a number is passed as it is (v1 then looks it up by that text)
+    assert (kind, name, model.name, model.version) == ("update", "fraud-scorer", "fraud", "v7-rc")
+    assert wait == ("wait", "fraud-scorer")
+    detail = json.loads(result.detail)
+    assert {k: detail[k] for k in ("service", "service_created", "state")} == {
+        "service": "fraud-scorer", "service_created": False, "state": "Healthy"}
+
+
+def test_a_service_without_a_state_counts_as_healthy() -> None:
+    calls = Calls(state="")
+    result = V1Deployer(lambda: stand_in_sdk(calls), token=lambda audience: "t")(ACI)
+    assert result.outcome is Outcome.DONE and json.loads(result.detail)["state"] == ""
+
+
+def test_unhealthy_service_message() -> None:
+    calls = Calls(state="Unhealthy")
+    with pytest.raises(PermanentError) as caught:
+        V1Deployer(lambda: stand_in_sdk(calls), token=lambda audience: "t")(ACI)
+    assert str(caught.value) == "SDK v1: service fraud-scorer is Unhealthy"
+
+
+@pytest.mark.parametrize(("failure", "error", "message"), [
+    (RuntimeError("Received bad response from service: 429 Too Many Requests"), RetryableError,
+     "SDK v1: RuntimeError: Received bad response from service: 429 Too Many Requests"),
+    (TimeoutError("Operation timed out"), RetryableError,
+     "SDK v1: TimeoutError: Operation timed out"),
+    (RuntimeError("502 Bad Gateway"), RetryableError, "SDK v1: RuntimeError: 502 Bad Gateway"),
+    (RuntimeError("504"), RetryableError, "SDK v1: RuntimeError: 504"),
+    (RuntimeError("request timeout"), RetryableError, "SDK v1: RuntimeError: request timeout"),
+    (RuntimeError("Too Many Requests"), RetryableError, "SDK v1: RuntimeError: Too Many Requests"),
+    (ValueError("Model fraud:7 not found"), PermanentError,
+     "SDK v1: ValueError: Model fraud:7 not found"),
+])
+def test_sdk_error_messages(failure: Exception, error: type[Exception], message: str) -> None:
+    calls = Calls(fail=failure)
+    with pytest.raises(error) as caught:
+        V1Deployer(lambda: stand_in_sdk(calls), token=lambda audience: "t")(ACI)
+    assert type(caught.value) is error and str(caught.value) == message
+    assert caught.value.__cause__ is failure
+
+
+@pytest.mark.skipif(V1_INSTALLED, reason="azureml-core is installed here")
+def test_missing_sdk_message_whole() -> None:
+    with pytest.raises(PermanentError) as caught:
+        azureml_v1.load_sdk()
+    assert str(caught.value) == (
+        "deploy_target aci/aks needs the Azure ML SDK v1 (azureml-core), which is not installed: "
+        "install requirements-v1.txt in an environment without azure-ai-ml, or use "
+        "deploy_target=managed")
+    assert isinstance(caught.value.__cause__, ImportError)
+
+
+def test_default_token_comes_from_the_managed_identity(arm: FakeArm) -> None:
+    # azureml-core asks TokenAuthentication for a token per audience; ours asks the identity
+    deployer = V1Deployer(lambda: stand_in_sdk(Calls()))
+    token, expires_on = deployer._token("https://management.azure.com/")
+    assert arm.issued(token) and expires_on > time.time()
+    assert arm.token_requests[-1].query["resource"] == "https://management.azure.com"

@@ -13,7 +13,7 @@ import pytest
 
 from handlers.adapters.data_factory import build_runner, state_key
 from handlers.adapters.retry_after import retry_after_s
-from handlers.errors import SettingError
+from handlers.errors import PermanentError, RetryableError, SettingError
 from handlers.events.parse import DatasetDriftDetected, parse_event
 from handlers.outcome import Outcome
 from handlers.retrain.decide import decide
@@ -24,6 +24,7 @@ from handlers.retrain.settings import (
     MONITOR_THRESHOLDS,
     PARAMETER_NAMES,
     READ_RETRIES,
+    RECONCILE_GRACE_S,
     ROUTES,
     TIMEOUT_S,
     RetrainSettings,
@@ -374,3 +375,331 @@ def test_throttled_with_retry_after_as_an_http_date(arm: FakeArm, live: Callable
     assert throttled.outcome is Outcome.RETRY and "429" in throttled.detail
     assert re.search(r"Retry-After (2[5-9]|30)\b", throttled.detail), throttled.detail
     assert arm.adf.runs() == []
+
+
+# -- whole messages, ledger state and request bodies ---------------------------------------------
+
+T0 = 1_700_000_000.0  # a fixed clock (2023-11-14T22:13:20Z) where the test needs exact times
+WHAT = f"createRun of pipeline {PIPELINE} in factory {FACTORY}"
+
+
+def plan_for(dispatcher: Dispatcher, raw: dict[str, Any]) -> RetrainPlan:
+    """The plan the dispatcher would hand the runner for this event."""
+    event = parse_event(raw)
+    assert isinstance(event, DatasetDriftDetected)
+    plan = decide(event, RetrainSettings.from_mapping(dispatcher.env))
+    assert isinstance(plan, RetrainPlan)
+    return plan
+
+
+def test_state_key_is_pinned_and_ignores_case_and_surrounding_spaces() -> None:
+    # Existing ledger state must stay reachable: the key is a fixed hash of the lower-cased id.
+    assert state_key(MONITOR_ID) == "retrain-monitor-51b2788c3736eaa4f6879f55c2fa756a"
+    assert state_key("myDriftMonitor") == "retrain-monitor-c66f3a7a23d9b6a5f2bc85c88062c8ca"
+    assert state_key("  MYDRIFTMONITOR \n") == state_key("mydriftmonitor") == state_key(
+        "myDriftMonitor")
+
+
+def test_placeholder_plan_error_names_the_setting_and_why(arm: FakeArm, base_env: dict[str, str],
+                                                          sample: Sample) -> None:
+    event = parse_event(drift(sample))
+    assert isinstance(event, DatasetDriftDetected)
+    plan = decide(event, RetrainSettings.from_mapping({}), dry_run=True)
+    assert isinstance(plan, RetrainPlan)
+    runner = build_runner(RetrainSettings.from_mapping({**base_env, ARM_ENDPOINT: arm.url}),
+                          Dispatcher(base_env).ledger)
+    with pytest.raises(SettingError) as caught:
+        runner.start(plan)
+    assert caught.value.message == "no Data Factory target is configured (placeholder plan)"
+    assert str(caught.value) == (f"setting {ROUTES}: no Data Factory target is configured "
+                                 "(placeholder plan)")
+
+
+def test_done_detail_is_the_plan_with_the_run_id(arm: FakeArm, live: Callable[..., Dispatcher],
+                                                 sample: Sample) -> None:
+    dispatcher = live()
+    plan = plan_for(dispatcher, drift(sample))
+    result = deliver(dispatcher, drift(sample))
+    [run] = arm.adf.runs()
+    assert json.loads(result.detail) == {**json.loads(json.dumps(plan.as_dict())),
+                                         "run_id": run.run_id}
+    assert result.action == plan.summary()
+    # the ledger remembers the run as the monitor's last, with no request still pending
+    state = dispatcher.ledger.get_state(state_key(MONITOR_ID))
+    assert state is not None and set(state) == {"last"}
+    assert state["last"] == {"run_id": run.run_id, "request_id": plan.request_id,
+                             "started_at_s": state["last"]["started_at_s"],
+                             "target": target(arm)}
+
+
+def test_redelivery_after_a_lost_outcome_answers_from_the_last_run(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    dispatcher = live()
+    plan = plan_for(dispatcher, drift(sample))
+    runner = build_runner(RetrainSettings.from_mapping(dispatcher.env), dispatcher.ledger)
+    first = runner.start(plan)
+    replay = runner.start(plan)
+    [run] = arm.adf.runs()
+    assert json.loads(first.detail)["run_id"] == run.run_id
+    assert json.loads(replay.detail) == {**json.loads(first.detail), "reconciled": True}
+    # answered from the ledger: no status read, no query, no second createRun
+    assert [r.method for r in arm.requests] == ["POST"]
+
+
+def test_errors_of_createrun_are_reported_whole(arm: FakeArm, live: Callable[..., Dispatcher],
+                                                sample: Sample) -> None:
+    message = "The parameters driftCoefficient are not valid for pipeline retrain-model."
+    arm.fail_next("POST", CREATE, 400, body={"error": {"code": "BadRequest", "message": message}})
+    dispatcher = live()
+    failed = deliver(dispatcher, drift(sample, "bad"))
+    # ADF's own code and message, not the SDK's "(BadRequest) ... Code: ... Message: ..." text
+    assert failed.detail == f"PermanentError: {WHAT}: Data Factory answered 400: BadRequest: {message}"
+    arm.fail_next("POST", CREATE, 429, headers={"Retry-After": "7"})
+    throttled = deliver(dispatcher, drift(sample, "throttled"))
+    assert throttled.detail == (f"RetryableError: {WHAT}: Data Factory answered 429 (Retry-After 7 s): "
+                                "TooManyRequests: Injected 429 by the fake ARM.")
+    arm.fail_next("POST", CREATE, 503)
+    unavailable = deliver(dispatcher, drift(sample, "unavailable"))
+    assert unavailable.detail == (f"RetryableError: {WHAT}: Data Factory answered 503: "
+                                  "ServiceUnavailable: Injected 503 by the fake ARM.")
+    arm.fail_next("POST", CREATE, 403, body={"error": {"code": "AuthorizationFailed",
+                                                       "message": "No access."}})
+    forbidden = deliver(dispatcher, drift(sample, "forbidden"))
+    assert forbidden.detail == (f"PermanentError: {WHAT}: Data Factory answered 403: "
+                                "AuthorizationFailed: No access. (the identity needs Data Factory "
+                                "Contributor on the factory)")
+    assert (failed.outcome, throttled.outcome, unavailable.outcome, forbidden.outcome) == (
+        Outcome.FAILED, Outcome.RETRY, Outcome.RETRY, Outcome.FAILED)
+    assert arm.adf.runs() == []
+
+
+def test_an_answer_without_run_id_is_retried(arm: FakeArm, live: Callable[..., Dispatcher],
+                                             sample: Sample) -> None:
+    arm.fail_next("POST", CREATE, 200, body={})
+    result = deliver(live(), drift(sample))
+    assert result.outcome is Outcome.RETRY
+    assert result.detail == f"RetryableError: createRun of pipeline {PIPELINE} answered without runId"
+
+
+def test_unreachable_arm_message(live: Callable[..., Dispatcher], sample: Sample) -> None:
+    result = deliver(live(**{ARM_ENDPOINT: "https://127.0.0.1:9"}), drift(sample))
+    assert re.fullmatch(rf"RetryableError: {WHAT}: Data Factory could not be reached: .+",
+                        result.detail, re.DOTALL), result.detail
+
+
+def test_lost_answer_message_says_a_redelivery_checks(arm: FakeArm, live: Callable[..., Dispatcher],
+                                                      sample: Sample) -> None:
+    arm.adf.accept_then_time_out(PIPELINE, seconds=3)
+    result = deliver(live(), drift(sample))
+    assert re.fullmatch(rf"RetryableError: {WHAT}: no answer from Data Factory \(.+\); a redelivery "
+                        r"checks whether it took effect", result.detail, re.DOTALL), result.detail
+
+
+def test_an_ambiguous_5xx_keeps_the_intent_until_the_grace_period_ends(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    # GIVEN createRun answered 500 (it may or may not have started a run) at T0
+    now = [T0]
+    dispatcher = live(clock=lambda: now[0])
+    arm.fail_next("POST", CREATE, 500)
+    assert deliver(dispatcher, drift(sample, "first")).outcome is Outcome.RETRY
+    state = dispatcher.ledger.get_state(state_key(MONITOR_ID)) or {}
+    plan = plan_for(dispatcher, drift(sample, "first"))
+    assert state == {"pending": {"request_id": plan.request_id, "since_s": T0,
+                                 "target": target(arm), "request_parameter": "amleventsRequestId",
+                                 "drift_run_id": f"{MONITOR_ID}_1571590300380"}}
+    # WHEN the same event and another one come back within the 120 s grace period
+    now[0] += 119
+    again, other = deliver(dispatcher, drift(sample, "first")), deliver(dispatcher,
+                                                                       drift(sample, "other"))
+    # THEN both wait, each told whose request it waits for
+    recorded = "2023-11-14T22:13:20.000+00:00"
+    assert again.detail == (f"RetryableError: this event's run request for monitor myDriftMonitor "
+                            f"(intent recorded {recorded}) is not visible in Data Factory yet; "
+                            "will retry")
+    assert other.detail == (f"RetryableError: another delivery's run request for monitor "
+                            f"myDriftMonitor (intent recorded {recorded}) is not visible in Data "
+                            "Factory yet; will retry")
+    assert arm.adf.runs() == []
+    # AND once the grace period is over, the never-started request is replaced by a real run
+    now[0] += 1
+    assert deliver(dispatcher, drift(sample, "first")).outcome is Outcome.DONE
+    assert len(arm.adf.runs()) == 1
+
+
+def test_reconcile_query_body_and_paging(arm: FakeArm, live: Callable[..., Dispatcher],
+                                         sample: Sample) -> None:
+    # GIVEN two runs of the pipeline for another monitor, then a lost answer (one run a page)
+    noise = live(**{ROUTES: json.dumps({"otherMonitor": target(arm)})})
+    for name in ("noise-1", "noise-2"):
+        deliver(noise, drift(sample, name, DataDriftName="otherMonitor", DataDriftId=name))
+    now = [time.time()]
+    arm.adf.accept_then_time_out(PIPELINE, seconds=3)
+    dispatcher = live(clock=lambda: now[0])
+    since = now[0]
+    assert deliver(dispatcher, drift(sample)).outcome is Outcome.RETRY
+    created = arm.adf.runs()[-1]
+    arm.clear_requests()
+    # WHEN the event comes back 10 s later
+    now[0] += 10
+    again = deliver(dispatcher, drift(sample))
+    assert again.outcome is Outcome.DONE and run_id_of(again) == created.run_id
+    # THEN the window is the intent's time to now, widened by 300 s each way, and pages follow
+    queries = [r.body for r in arm.requests_matching("POST", QUERY)]
+    window = {"lastUpdatedAfter": _iso_z(since - 300), "lastUpdatedBefore": _iso_z(now[0] + 300),
+              "filters": [{"operand": "PipelineName", "operator": "Equals",
+                           "values": [PIPELINE]}]}
+    assert queries == [window, {**window, "continuationToken": "1"},
+                       {**window, "continuationToken": "2"}]
+    assert not arm.requests_matching("POST", CREATE)
+
+
+def _iso_z(epoch_s: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch_s, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def test_pile_up_and_cooldown_messages(arm: FakeArm, live: Callable[..., Dispatcher],
+                                       sample: Sample) -> None:
+    now = [time.time()]
+    dispatcher = live(clock=lambda: now[0], **{COOLDOWN_S: "3600"})
+    started = run_id_of(deliver(dispatcher, drift(sample, "first")))
+    busy = deliver(dispatcher, drift(sample, "busy"))
+    assert (busy.outcome, busy.action, busy.detail) == (
+        Outcome.SKIPPED, "retraining already running",
+        f"the last retraining run {started} for monitor myDriftMonitor is Queued; "
+        "not starting another")
+    arm.adf.set_run_status(started, "Failed")
+    now[0] += 600.4
+    cooling = deliver(dispatcher, drift(sample, "cooling"))
+    assert (cooling.outcome, cooling.action, cooling.detail) == (
+        Outcome.SKIPPED, "retraining cooling down",
+        f"cooldown: the last retraining run {started} for monitor myDriftMonitor started 600 s ago "
+        f"({COOLDOWN_S}=3600)")
+
+
+def test_a_last_run_that_is_gone_does_not_block(arm: FakeArm, live: Callable[..., Dispatcher],
+                                                sample: Sample) -> None:
+    # GIVEN the ledger's last run no longer exists in the factory (404 on its status)
+    dispatcher = live()
+    first = deliver(dispatcher, drift(sample, "first"))
+    arm.fail_next("GET", r"/pipelineruns/[^/]+$", 404, body={"error": {
+        "code": "PipelineRunNotFound", "message": "Pipeline run not found."}})
+    # THEN it cannot be running: the next drift starts a run
+    second = deliver(dispatcher, drift(sample, "second"))
+    assert second.outcome is Outcome.DONE and run_id_of(second) != run_id_of(first)
+    # AND any other refusal of that read is an error, not a free pass
+    arm.fail_next("GET", r"/pipelineruns/[^/]+$", 403, body={"error": {
+        "code": "AuthorizationFailed", "message": "No access."}})
+    third = deliver(dispatcher, drift(sample, "third"))
+    assert third.detail == (f"PermanentError: get pipeline run {run_id_of(second)}: Data Factory "
+                            "answered 403: AuthorizationFailed: No access. (the identity needs "
+                            "Data Factory Contributor on the factory)")
+    assert len(arm.adf.runs()) == 2
+
+
+def test_a_reconciled_older_run_does_not_replace_a_newer_last_run(
+        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
+    # GIVEN run A (older) and run B (newer); the ledger, left by racing deliveries, still has
+    # A's request pending while B is recorded as the monitor's last run
+    now = [time.time()]
+    dispatcher = live(clock=lambda: now[0])
+    runner = build_runner(RetrainSettings.from_mapping(dispatcher.env), dispatcher.ledger)
+    plan_a, plan_b, plan_c = (plan_for(dispatcher, drift(sample, name)) for name in "abc")
+    run_a = json.loads(runner.start(plan_a).detail)["run_id"]
+    arm.adf.set_run_status(run_a, "Succeeded")
+    key = state_key(MONITOR_ID)
+    intent_a = {"request_id": plan_a.request_id, "since_s": now[0], "target": target(arm),
+                "request_parameter": "amleventsRequestId", "drift_run_id": plan_a.drift_run_id}
+    now[0] += 60
+    run_b = json.loads(runner.start(plan_b).detail)["run_id"]  # B is still Queued
+    last_b = (dispatcher.ledger.get_state(key) or {})["last"]
+    assert last_b["run_id"] == run_b
+    dispatcher.ledger.update_state(key, lambda current: {**(current or {}), "pending": intent_a})
+    # WHEN another event arrives THEN A's request is settled, B stays the last run, and B blocks it
+    skipped = runner.start(plan_c)
+    assert skipped.detail == (f"the last retraining run {run_b} for monitor myDriftMonitor is "
+                              "Queued; not starting another")
+    assert dispatcher.ledger.get_state(key) == {"last": last_b}
+    assert len(arm.adf.runs()) == 2
+
+
+def test_the_client_uses_our_endpoint_retries_and_timeouts(arm: FakeArm,
+                                                           base_env: dict[str, str]) -> None:
+    settings = RetrainSettings.from_mapping({**base_env, ARM_ENDPOINT: arm.url, TIMEOUT_S: "4",
+                                             READ_RETRIES: "3"})
+    runner = build_runner(settings, Dispatcher(base_env).ledger)
+    client = runner._client(arm.subscription_id)
+    assert runner._client(arm.subscription_id) is client  # one client per subscription
+    config = client._config
+    assert config.subscription_id == arm.subscription_id
+    assert config.credential_scopes == [f"{arm.url}/.default"]
+    assert (config.retry_policy.total_retries, config.retry_policy.backoff_factor) == (3, 0.5)
+    connection = client._client._pipeline._transport.connection_config
+    assert (connection.timeout, connection.read_timeout) == (4.0, 4.0)
+
+
+@pytest.mark.parametrize(("grace", "timeout", "expected"), [
+    ("0", "5", 5.0), ("120", "1", 120.0), (None, "1", 120.0)])
+def test_grace_period_is_the_longer_of_the_grace_setting_and_the_timeout(
+        base_env: dict[str, str], grace: str | None, timeout: str, expected: float) -> None:
+    # a createRun that timed out on our side may land up to its own timeout later
+    env = {**base_env, TIMEOUT_S: timeout}
+    if grace is not None:
+        env[RECONCILE_GRACE_S] = grace
+    runner = build_runner(RetrainSettings.from_mapping(env), Dispatcher(base_env).ledger)
+    assert runner.grace_s == expected
+
+
+def test_an_unreachable_factory_leaves_no_intent(live: Callable[..., Dispatcher],
+                                                 sample: Sample) -> None:
+    # no request was sent, so nothing can have started: the redelivery need not reconcile
+    dispatcher = live(**{ARM_ENDPOINT: "https://127.0.0.1:9"})
+    assert deliver(dispatcher, drift(sample)).outcome is Outcome.RETRY
+    assert dispatcher.ledger.get_state(state_key(MONITOR_ID)) == {}
+
+
+def test_adf_message_prefers_adf_error_code_and_message() -> None:
+    from types import SimpleNamespace
+
+    from handlers.adapters.data_factory import adf_message
+
+    def error(code: str | None, message: str | None) -> SimpleNamespace:
+        return SimpleNamespace(error=SimpleNamespace(code=code, message=message), message="SDK text")
+
+    assert adf_message(error("BadRequest", "Bad parameter.")) == "BadRequest: Bad parameter."
+    assert adf_message(error(None, "Bad parameter.")) == "Bad parameter."
+    assert adf_message(error("BadRequest", None)) == "SDK text"
+    assert adf_message(SimpleNamespace(message="")) == "namespace(message='')"
+    # an error object without one of the fields (older SDKs' models) is read leniently
+    assert adf_message(SimpleNamespace(error=SimpleNamespace(message="Only a message."))) == \
+        "Only a message."
+    assert adf_message(SimpleNamespace(error=SimpleNamespace(code="Only a code"),
+                                       message="SDK text")) == "SDK text"
+
+
+def test_classify_a_token_failure_and_statuses() -> None:
+    from azure.core.exceptions import ClientAuthenticationError
+
+    from handlers.adapters.data_factory import classify
+
+    no_token = classify("get pipeline run r1", ClientAuthenticationError(message="no identity"))
+    assert (type(no_token), str(no_token)) == (
+        RetryableError, "get pipeline run r1: no access token: no identity")
+    for status, kind in ((408, RetryableError), (409, RetryableError), (429, RetryableError),
+                         (499, PermanentError), (500, RetryableError), (401, PermanentError)):
+        answered = classify("x", _answered(status))
+        assert type(answered) is kind, status
+    assert str(classify("x", _answered(408))) == "x: Data Factory answered 408: SDK text"
+    assert str(classify("x", _answered(401))) == (
+        "x: Data Factory answered 401: SDK text (the identity needs Data Factory Contributor on "
+        "the factory)")
+    assert str(classify("x", _answered(404))) == "x: Data Factory answered 404: SDK text"
+
+
+def _answered(status: int) -> Any:
+    """An SDK error with an HTTP status and no ARM error body (as azure-core raises it)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(status_code=status, message="SDK text",
+                           response=SimpleNamespace(status_code=status, headers={}))
