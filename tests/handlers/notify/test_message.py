@@ -5,8 +5,11 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import time
 from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from handlers.events.parse import RunStatusChanged, parse_event
 from handlers.events.workspace import WorkspaceRef
@@ -16,6 +19,7 @@ from handlers.notify.message import (
     Digest,
     DigestGroup,
     Message,
+    Notice,
     as_email,
     as_html,
     as_slack,
@@ -23,8 +27,13 @@ from handlers.notify.message import (
     as_text,
     as_webhook,
     digest_message,
+    email_message_id,
+    email_subject,
     notice_message,
+    printable,
+    studio_endpoints_url,
     studio_run_url,
+    well_formed,
 )
 
 Sample = Callable[[str], dict[str, Any]]
@@ -306,3 +315,292 @@ def test_the_html_email_exactly() -> None:
     bare = Message(id="d", kind="digest", title="T", facts=(), lines=(), link="", payload={})
     assert as_html(bare) == ('<html><body><h2>T</h2><table></table>'
                              '<p style="color:#888">sent by amlevents</p></body></html>')
+
+
+# --- every rendering compared whole (helper A2): a mutant's "XX..XX" or upper-cased string, a
+# dropped default or an off-by-one limit shows up as a difference somewhere below ----------------
+
+def test_well_formed_replaces_lone_surrogates_in_keys_values_and_items_whole() -> None:
+    assert well_formed("ok \ud800 \udfff") == "ok \ufffd \ufffd"
+    assert well_formed("plain") == "plain"
+    assert well_formed({"k\ud83d": ["a\udc00", ("b", 1)], "n": None, "f": 2.5}) == {
+        "k\ufffd": ["a\ufffd", ["b", 1]], "n": None, "f": 2.5}
+    assert well_formed(7) == 7
+
+
+@pytest.mark.parametrize(("text", "limit", "shown"), [
+    ("abc", 3, "abc"),  # exactly at the limit: whole
+    ("abcd", 3, "ab…"),  # one over: cut to limit-1 plus the ellipsis
+    ("a\r\nb\tc\x0bd\x85e\u2028f", 1000, "a b c d e f"),  # every break (and runs of them) a space
+    ("a\n\n\nb", 1000, "a b"),
+    ("bell\x07 esc\x1b nul\x00 del\x7f c1\x9f", 1000,
+     "bell\ufffd esc\ufffd nul\ufffd del\ufffd c1\ufffd"),
+    ("rtl\u202eevil\u2066x\u200e", 1000, "rtl\ufffdevil\ufffdx\ufffd"),
+    ("lone\ud800", 1000, "lone\ufffd"),
+    ("é" * 5, 4, "ééé…"),  # not ASCII: cleaned, then cut the same way
+])
+def test_printable_cleans_and_cuts_at_exactly_the_limit(text: str, limit: int, shown: str) -> None:
+    assert printable(text, limit) == shown
+
+
+def test_printable_defaults_to_a_thousand_characters() -> None:
+    assert printable("x" * 1000) == "x" * 1000
+    assert printable("x" * 1001) == "x" * 999 + "…"
+    assert printable(12) == "12"  # type: ignore[arg-type]  # not a string: shown as one
+
+
+def test_studio_links_quote_the_workspace_and_run_whole() -> None:
+    ws = WorkspaceRef("sub 1", "rg/ä", "ws?#")
+    assert studio_endpoints_url("https://ml.azure.com", ws) == (
+        "https://ml.azure.com/endpoints?wsid=/subscriptions/sub%201/resourcegroups/rg/%C3%A4"
+        "/workspaces/ws%3F%23")
+    assert studio_run_url("https://ml.azure.cn", ws, "r/1 ?\ud800") == (
+        "https://ml.azure.cn/runs/r%2F1%20%3F%EF%BF%BD?wsid=/subscriptions/sub%201"
+        "/resourcegroups/rg/%C3%A4/workspaces/ws%3F%23")
+
+
+RUN_ID = "AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5"
+RUN_LINK = ("https://ml.azure.com/runs/AutoML_ad912b2d-6467-4f32-a616-dbe4af6dd8fc_5"
+            "?wsid=/subscriptions/0000-1111/resourcegroups/ml-rg/workspaces/ml-ws")
+RUN_FACTS = (("Event", "RunStatusChanged"), ("Status", "failed"),
+             ("Experiment", "automl-local-regression"), ("Run", RUN_ID), ("Run type", "-"),
+             ("Time", "2017-06-26T18:41:00.9584103Z"), ("Workspace", "ml-ws"),
+             ("Resource group", "ml-rg"))
+RUN_TITLE = f"Run failed: {RUN_ID} in automl-local-regression"
+
+
+def test_a_notification_message_whole(sample: Sample) -> None:
+    raw = sample("run_status_changed")
+    raw["topic"] = WS.resource_id
+    msg = message(sample)
+    assert msg == Message(
+        id="k.smtp", kind="notification", title=RUN_TITLE, facts=RUN_FACTS, lines=(),
+        link=RUN_LINK, first_sent_s=None,
+        payload={"source": "amlevents", "kind": "notification", "id": "k.smtp",
+                 "summary": {"eventId": "831e1650-001e-001b-66ab-eeb76e069631",
+                             "eventType": "Microsoft.MachineLearningServices.RunStatusChanged",
+                             "title": RUN_TITLE, "status": "failed",
+                             "eventTime": "2017-06-26T18:41:00.9584103Z", "workspace": "ml-ws",
+                             "topic": WS.resource_id, "link": RUN_LINK,
+                             "group": "failed runs in experiment automl-local-regression",
+                             "facts": dict(RUN_FACTS)},
+                 "event": raw})
+    assert as_webhook(msg) == msg.payload
+
+
+def test_a_notice_message_makes_title_facts_and_link_printable_but_keeps_the_event() -> None:
+    notice = Notice(event_id="e", event_type="T", title="t\n" + "x" * 300, status="s",
+                    event_time="now", workspace="w", topic="tp", link="https://l/\ud800",
+                    group="g", facts=(("Run", "a\r\nb"), ("Long", "y" * 1001)),
+                    event={"data": {"v": "\ud800\n"}})
+    msg = notice_message(notice, "id1")
+    assert msg.title == "t " + "x" * 247 + "…"  # TITLE_MAX 250
+    assert msg.facts == (("Run", "a b"), ("Long", "y" * 999 + "…"))
+    assert msg.link == "https://l/\ufffd"
+    assert msg.payload["event"] == {"data": {"v": "\ufffd\n"}}  # whole, only made valid UTF-8
+    assert msg.payload["summary"]["facts"] == {"Run": "a\r\nb", "Long": "y" * 1001}
+
+
+def test_the_plain_text_email_exactly() -> None:
+    assert as_text(LINKED) == (
+        "Run failed: r1\n\nRun: r1\nStatus: failed\n\none line\n\n"
+        "Open in Azure ML studio: https://ml.azure.com/runs/r1?a=1&b=\"2\"\n\n"
+        "-- sent by amlevents\n")
+    bare = Message(id="d", kind="digest", title="T", facts=(), lines=(), link="", payload={})
+    assert as_text(bare) == "T\n\n\n-- sent by amlevents\n"
+
+
+@pytest.mark.parametrize(("title", "subject"), [
+    ("t" * 250, "[amlevents] " + "t" * 250),  # a title at TITLE_MAX: whole
+    ("t" * 251, "[amlevents] " + "t" * 249 + "…"),  # one longer: cut at 262 characters
+    ("a\r\nBcc: x", "[amlevents] a Bcc: x")])
+def test_the_email_subject_is_one_line_cut_at_its_limit(title: str, subject: str) -> None:
+    msg = Message(id="i", kind="notification", title=title, facts=(), lines=(), link="",
+                  payload={})
+    assert email_subject(msg) == subject
+
+
+def test_the_message_id_replaces_what_rfc_5322_does_not_allow() -> None:
+    msg = Message(id="a b<c>@d\"é.x!#$%&'*+/=?^_`{|}~-", kind="notification", title="t",
+                  facts=(), lines=(), link="", payload={})
+    assert email_message_id(msg) == "<a-b-c--d--.x!#$%&'*+/=?^_`{|}~-@amlevents>"
+
+
+def test_the_email_headers_and_parts_exactly() -> None:
+    mail = as_email(LINKED, "from@contoso.com", ("a@contoso.com", "b@contoso.com"))
+    assert mail.items() == [("Subject", "[amlevents] Run failed: r1"),
+                            ("From", "from@contoso.com"), ("To", "a@contoso.com, b@contoso.com"),
+                            ("Message-ID", "<k.teams@amlevents>"), ("MIME-Version", "1.0"),
+                            ("Content-Type", "multipart/alternative")]
+    # the header names as they go on the wire (CRLF: the SMTP policy, as smtplib sends)
+    assert bytes(mail).startswith(
+        b"Subject: [amlevents] Run failed: r1\r\nFrom: from@contoso.com\r\n"
+        b"To: a@contoso.com, b@contoso.com\r\nMessage-ID: <k.teams@amlevents>\r\n")
+    assert [(part.get_content_type(), part.get_content()) for part in mail.iter_parts()] == [
+        ("text/plain", as_text(LINKED)), ("text/html", as_html(LINKED) + "\n")]
+
+
+def _plain_text(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text, "emoji": False}
+
+
+def test_the_slack_body_exactly() -> None:
+    assert as_slack(LINKED) == {"text": "Run failed: r1", "mrkdwn": False, "blocks": [
+        {"type": "header", "block_id": "amlevents-k.teams", "text": _plain_text("Run failed: r1")},
+        {"type": "section", "fields": [_plain_text("Run\nr1"), _plain_text("Status\nfailed")]},
+        {"type": "section", "text": _plain_text("• one line")},
+        {"type": "actions", "elements": [
+            {"type": "button", "text": _plain_text("Open in Azure ML studio"),
+             "url": 'https://ml.azure.com/runs/r1?a=1&b="2"'}]}]}
+
+
+def test_a_bare_slack_body_has_a_header_only_and_never_empty_text() -> None:
+    bare = Message(id="d", kind="digest", title="", facts=(("Empty", ""),), lines=(), link="",
+                   payload={})
+    # a fact without a value is left out; an empty text would be refused by Slack: "-"
+    assert as_slack(bare) == {"text": "", "mrkdwn": False, "blocks": [
+        {"type": "header", "block_id": "amlevents-d", "text": _plain_text("-")}]}
+
+
+def test_slack_limits_at_their_exact_boundaries() -> None:
+    def slack(**fields: Any) -> dict[str, Any]:
+        base: dict[str, Any] = dict(id="i", kind="notification", title="t", facts=(), lines=(),
+                                    link="", payload={})
+        return as_slack(Message(**{**base, **fields}))
+
+    # header text: 150 characters whole, 151 cut to 149 plus the ellipsis
+    assert slack(title="h" * 150)["blocks"][0]["text"]["text"] == "h" * 150
+    assert slack(title="h" * 151)["blocks"][0]["text"]["text"] == "h" * 149 + "…"
+    # block_id: at most 255 characters
+    assert slack(id="b" * 300)["blocks"][0]["block_id"] == ("amlevents-" + "b" * 300)[:255]
+    # fields: 2000 characters each ("label\nvalue"), at most 10
+    assert slack(facts=(("L", "v" * 1998),))["blocks"][1]["fields"] == [
+        _plain_text("L\n" + "v" * 1998)]
+    assert slack(facts=(("L", "v" * 1999),))["blocks"][1]["fields"] == [
+        _plain_text("L\n" + "v" * 1997 + "…")]
+    eleven = tuple((f"L{n}", f"v{n}") for n in range(11))
+    assert slack(facts=eleven)["blocks"][1]["fields"] == [
+        _plain_text(f"L{n}\nv{n}") for n in range(10)]
+    # the lines' section: 3000 characters ("• " and the line)
+    assert slack(lines=("x" * 2998,))["blocks"][1]["text"] == _plain_text("• " + "x" * 2998)
+    assert slack(lines=("x" * 2999,))["blocks"][1]["text"] == _plain_text(
+        "• " + "x" * 2997 + "…")
+    assert slack(lines=("a", "b"))["blocks"][1]["text"] == _plain_text("• a\n• b")
+    # a button URL: up to 3000 characters, a longer link gets no button (Slack refuses it)
+    url = "https://l/" + "u" * 2990
+    assert slack(link=url)["blocks"][1] == {"type": "actions", "elements": [
+        {"type": "button", "text": _plain_text("Open in Azure ML studio"), "url": url}]}
+    assert [b["type"] for b in slack(link=url + "u")["blocks"]] == ["header"]
+
+
+def test_the_teams_card_id_is_cut_at_200_and_double_braces_are_kept_literal() -> None:
+    msg = Message(id="i" * 300, kind="notification", title="{{DATE(x)}} {x}",
+                  facts=(("{{L", "v}}"),), lines=("{{{a",), link="", payload={})
+    body = as_teams(msg)["attachments"][0]["content"]["body"]
+    assert body[0]["id"] == ("amlevents-" + "i" * 300)[:200]
+    assert [[run["text"] for run in block["inlines"]] for block in body] == [
+        ["{\u200b{DATE(x)}} {x}"], ["{\u200b{L: ", "v}}"], ["{\u200b{\u200b{a"]]
+
+
+DIGEST = Digest("digest-teams-1", "teams", 0.0, 300.0, (
+    DigestGroup("failed runs in experiment X", 357, ("r1", "r2"), "https://l/1"),
+    DigestGroup("failed runs in experiment Y", 1)))
+DIGEST_LINES = ("and 357 more failed runs in experiment X (e.g. r1, r2)",
+                "and 1 more failed runs in experiment Y")
+DIGEST_FACTS = (("Window", "1970-01-01 00:00:00Z – 1970-01-01 00:05:00Z"),
+                ("Held back", "358"))
+
+
+def test_the_digest_message_whole() -> None:
+    assert digest_message(DIGEST) == Message(
+        id="digest-teams-1", kind="digest", title="Storm control: 358 more notifications held back",
+        facts=DIGEST_FACTS, lines=DIGEST_LINES, link="https://l/1",
+        payload={"source": "amlevents", "kind": "digest", "id": "digest-teams-1",
+                 "digest": {"windowStart": "1970-01-01 00:00:00Z",
+                            "windowEnd": "1970-01-01 00:05:00Z", "total": 358,
+                            "groups": [{"label": "failed runs in experiment X", "count": 357,
+                                        "sampleRunIds": ["r1", "r2"], "link": "https://l/1"},
+                                       {"label": "failed runs in experiment Y", "count": 1,
+                                        "sampleRunIds": [], "link": ""}]}},
+        # the window's end: every retry of this digest agrees on when it was first sent
+        first_sent_s=300.0)
+
+
+def test_the_digest_renderings_whole() -> None:
+    msg = digest_message(DIGEST)
+    assert as_text(msg) == (
+        "Storm control: 358 more notifications held back\n\n"
+        "Window: 1970-01-01 00:00:00Z – 1970-01-01 00:05:00Z\nHeld back: 358\n\n"
+        "and 357 more failed runs in experiment X (e.g. r1, r2)\n"
+        "and 1 more failed runs in experiment Y\n\n"
+        "Open in Azure ML studio: https://l/1\n\n-- sent by amlevents\n")
+    assert email_subject(msg) == "[amlevents] Storm control: 358 more notifications held back"
+    assert as_slack(msg) == {
+        "text": "Storm control: 358 more notifications held back", "mrkdwn": False, "blocks": [
+            {"type": "header", "block_id": "amlevents-digest-teams-1",
+             "text": _plain_text("Storm control: 358 more notifications held back")},
+            {"type": "section", "fields": [
+                _plain_text("Window\n1970-01-01 00:00:00Z – 1970-01-01 00:05:00Z"),
+                _plain_text("Held back\n358")]},
+            {"type": "section", "text": _plain_text("\n".join(f"• {x}" for x in DIGEST_LINES))},
+            {"type": "actions", "elements": [
+                {"type": "button", "text": _plain_text("Open in Azure ML studio"),
+                 "url": "https://l/1"}]}]}
+    card = as_teams(msg)["attachments"][0]["content"]
+    assert card["body"] == [
+        {"type": "RichTextBlock", "spacing": "Default", "id": "amlevents-digest-teams-1",
+         "inlines": [_run("Storm control: 358 more notifications held back", weight="Bolder",
+                          size="Medium", color="Warning")]},
+        {"type": "RichTextBlock", "spacing": "Small", "inlines": [
+            _run("Window: ", weight="Bolder"),
+            _run("1970-01-01 00:00:00Z – 1970-01-01 00:05:00Z")]},
+        {"type": "RichTextBlock", "spacing": "None", "inlines": [
+            _run("Held back: ", weight="Bolder"), _run("358")]},
+        *({"type": "RichTextBlock", "spacing": "Default", "inlines": [_run(line)]}
+          for line in DIGEST_LINES)]
+    assert card["actions"] == [{"type": "Action.OpenUrl", "title": "Open in Azure ML studio",
+                                "url": "https://l/1"}]
+
+
+def test_a_digest_of_one_is_singular_and_links_the_first_group_with_a_link() -> None:
+    msg = digest_message(Digest("d1", "slack", 60.0, 120.5, (
+        DigestGroup("a", 1), DigestGroup("b", 0, (), "https://l/b"),
+        DigestGroup("c", 0, (), "https://l/c"))))
+    assert msg.title == "Storm control: 1 more notification held back"
+    assert msg.link == "https://l/b"
+    assert msg.facts == (("Window", "1970-01-01 00:01:00Z – 1970-01-01 00:02:00Z"),
+                         ("Held back", "1"))
+    assert msg.first_sent_s == 120.5
+    none = digest_message(Digest("d2", "slack", 0.0, 1.0, (DigestGroup("a", 2),)))
+    assert (none.title, none.link) == ("Storm control: 2 more notifications held back", "")
+
+
+@pytest.mark.parametrize(("groups", "last_lines"), [
+    (20, ["and 1 more g18", "and 1 more g19"]),  # LINES_MAX groups: every one shown
+    (21, ["and 1 more g18", "and 2 more groups (every group is in the webhook JSON)"]),
+    (25, ["and 1 more g18", "and 6 more groups (every group is in the webhook JSON)"])])
+def test_a_digest_shows_twenty_lines_at_most(groups: int, last_lines: list[str]) -> None:
+    msg = digest_message(Digest("d", "teams", 0.0, 1.0, tuple(
+        DigestGroup(f"g{n}", 1) for n in range(groups))))
+    assert len(msg.lines) == 20 and list(msg.lines[-2:]) == last_lines
+    assert len(msg.payload["digest"]["groups"]) == groups  # the webhook keeps every group
+
+
+def test_a_digest_line_is_printable_and_bounded() -> None:
+    msg = digest_message(Digest("d", "teams", 0.0, 1.0, (
+        DigestGroup("runs\nof \ud800", 2, ("r\t1", "x" * 2000)),)))
+    assert msg.lines == (("and 2 more runs of \ufffd (e.g. r 1, " + "x" * 2000)[:999] + "…",)
+    assert msg.payload["digest"]["groups"][0]["label"] == "runs\nof \ufffd"
+
+
+def test_the_digest_window_is_in_utc_whatever_the_hosts_time_zone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        msg = digest_message(DIGEST)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert msg.facts == DIGEST_FACTS
+    assert msg.payload["digest"]["windowEnd"] == "1970-01-01 00:05:00Z"

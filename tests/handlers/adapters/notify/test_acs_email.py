@@ -13,17 +13,26 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from email.utils import formatdate
+from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from handlers.adapters.notify.acs_email import AcsEmailChannel
+from handlers.adapters.notify.acs_email import AcsEmailChannel, operation_id, repeatability_headers
+from handlers.adapters.notify.acs_email import _classify as acs_classify
 from handlers.errors import PermanentError, RetryableError
 from handlers.events.parse import RunStatusChanged, parse_event
 from handlers.notify.decide import build_notice
-from handlers.notify.message import Digest, DigestGroup, Message, digest_message, notice_message
+from handlers.notify.message import (
+    Digest,
+    DigestGroup,
+    Message,
+    as_html,
+    as_text,
+    digest_message,
+    notice_message,
+)
 from tests.fakes.acs import FakeAcs, start_fake_acs
 from tests.fakes.arm import FakeArm, fake_arm_fixture
 
@@ -247,3 +256,125 @@ def test_a_500_is_retryable_and_a_499_permanent(tmp_path: Path,
         fake.fail_next_send = [499]
         with pytest.raises(PermanentError, match="acs: HTTP 499"):
             _channel(fake).send(_message(sample))
+
+
+# --- exact ids, bodies, receipts and errors (helper A2) ------------------------------------------
+
+_PLAIN = Message(id="k.acs", kind="notification", title="Run failed: r1", facts=(("Run", "r1"),),
+                 lines=(), link="https://l/r1", payload={})
+_PLAIN_OP = "c38aa5c8-e367-5936-a275-4edb93fde7ff"  # uuid5(MESSAGE_NAMESPACE, "k.acs")
+
+
+def test_the_operation_id_and_repeatability_headers_whole() -> None:
+    # The namespace is fixed: every instance, every release names a message's operation alike.
+    assert operation_id(_PLAIN) == _PLAIN_OP
+    assert repeatability_headers(_PLAIN, 0.0) == {
+        "Repeatability-Request-Id": _PLAIN_OP,
+        "Repeatability-First-Sent": "Thu, 01 Jan 1970 00:00:00 GMT"}
+    assert repeatability_headers(_PLAIN, 1_700_000_000.9)["Repeatability-First-Sent"] == (
+        "Tue, 14 Nov 2023 22:13:20 GMT")
+
+
+def test_the_email_body_and_receipt_whole(tmp_path: Path) -> None:
+    message = replace(_PLAIN, first_sent_s=time.time() - 5)
+    with start_fake_acs(tmp_path) as fake:
+        receipt = _channel(fake).send(message)
+    assert receipt == f"operation {_PLAIN_OP} Succeeded"
+    assert fake.sent == [{
+        "senderAddress": "DoNotReply@contoso.azurecomm.net",
+        "recipients": {"to": [{"address": "ml-team@contoso.com"},
+                               {"address": "oncall@contoso.com"}]},
+        "content": {"subject": "[amlevents] Run failed: r1", "plainText": as_text(_PLAIN),
+                    "html": as_html(_PLAIN)}}]
+    assert fake.operation_ids == [_PLAIN_OP]
+    assert fake.repeatable[_PLAIN_OP]["first_sent"] == formatdate(message.first_sent_s,
+                                                                  usegmt=True)
+
+
+def test_a_message_never_tried_before_is_first_sent_now(tmp_path: Path) -> None:
+    before = time.time()
+    with start_fake_acs(tmp_path) as fake:
+        _channel(fake).send(_PLAIN)  # first_sent_s None: this is the first attempt
+    first_sent = parsedate_to_datetime(fake.repeatable[_PLAIN_OP]["first_sent"]).timestamp()
+    assert before - 1 <= first_sent <= time.time()
+
+
+def test_a_resend_after_the_tracked_window_says_so_whole(tmp_path: Path) -> None:
+    with start_fake_acs(tmp_path) as fake:
+        receipt = _channel(fake).send(replace(_PLAIN, first_sent_s=time.time() - 600))
+    assert receipt == (f"operation {_PLAIN_OP} Succeeded "
+                       "(resent: the first attempt was older than ACS tracks repeats)")
+
+
+@pytest.mark.parametrize(("status", "kind"), [(503, RetryableError), (500, RetryableError),
+                                              (429, RetryableError), (499, PermanentError),
+                                              (400, PermanentError)])
+def test_an_error_answer_is_named_whole(tmp_path: Path, status: int,
+                                        kind: type[Exception]) -> None:
+    with start_fake_acs(tmp_path) as fake:
+        fake.fail_next_send = [status] * 4
+        with pytest.raises(kind) as info:
+            _channel(fake).send(_PLAIN)
+    assert type(info.value) is kind
+    assert str(info.value) == f"acs: HTTP {status} (Fault) injected"
+
+
+def test_a_failed_operation_is_named_whole(tmp_path: Path) -> None:
+    with start_fake_acs(tmp_path) as fake:
+        fake.final_status = "Failed"
+        with pytest.raises(PermanentError) as info:
+            _channel(fake).send(_PLAIN)
+    assert str(info.value) == (
+        "acs: HTTP 200 (EmailDroppedAllRecipientsSuppressed) all recipients suppressed")
+
+
+def test_an_operation_still_running_at_the_timeout_is_accepted_not_resent(
+        tmp_path: Path) -> None:
+    with start_fake_acs(tmp_path) as fake:
+        fake.polls_before_success = 10**6
+        receipt = _channel(fake, timeout_s=0.4).send(_PLAIN)
+    assert receipt == "accepted, status still Running after 0.4s"
+    assert len(fake.sent) == 1
+
+
+def test_a_connection_failure_is_retryable_and_named_whole(tmp_path: Path) -> None:
+    with start_fake_acs(tmp_path) as fake:
+        with pytest.raises(RetryableError) as info:
+            _channel(fake, ca_file="").send(_PLAIN)  # the fake's certificate is not trusted
+    assert str(info.value) == "acs: ServiceRequestError" and info.value.retry_after_s is None
+    assert fake.sent == []
+
+
+def test_a_lost_answer_is_named_whole(tmp_path: Path) -> None:
+    with start_fake_acs(tmp_path) as fake:
+        fake.drop_responses = 1
+        with pytest.raises(RetryableError) as info:
+            _channel(fake).send(replace(_PLAIN, first_sent_s=time.time()))
+    assert str(info.value) == "acs: ServiceResponseError"
+
+
+class _SdkError(Exception):
+    """What _classify reads of an azure-core error: its status code and message."""
+
+    def __init__(self, status_code: int | None, message: str) -> None:
+        super().__init__(message)
+        self.status_code, self.message = status_code, message
+
+
+@pytest.mark.parametrize(("status", "message", "kind", "detail"), [
+    (None, "token request failed\nmore", RetryableError, "acs: token request failed"),
+    (None, "", RetryableError, "acs: _SdkError"),  # no message: the error's kind
+    (401, "denied", PermanentError, "acs: HTTP 401 denied"),
+    (499, "x", PermanentError, "acs: HTTP 499 x"), (500, "x", RetryableError, "acs: HTTP 500 x"),
+    (429, "slow down", RetryableError, "acs: HTTP 429 slow down"),
+    (400, "m" * 400, PermanentError, "acs: HTTP 400 " + "m" * 300)])
+def test_classify_names_status_and_first_line_and_picks_retry(
+        status: int | None, message: str, kind: type[Exception], detail: str) -> None:
+    error = acs_classify(_SdkError(status, message))
+    assert type(error) is kind and str(error) == detail
+
+
+def test_classify_an_error_without_status_or_message_by_its_kind() -> None:
+    # e.g. a credential's own error: no HTTP status (so retryable), no `message` attribute
+    error = acs_classify(RuntimeError("boom"))
+    assert type(error) is RetryableError and str(error) == "acs: RuntimeError"

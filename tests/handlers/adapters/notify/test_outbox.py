@@ -46,3 +46,15 @@ def test_the_demo_sends_to_the_outbox_only(tmp_path: Path, sample: Callable[[str
     lines = summarize(folder)
     assert lines[0].startswith("notification-") and "Run failed: AutoML_ad912b2d" in lines[0]
     assert lines[1].strip().startswith("https://ml.azure.com/runs/")
+
+
+def test_local_only_blanks_every_other_channel_and_the_rules_whole() -> None:
+    # Blank strings (not None): the result is a settings mapping of strings, and a blank
+    # overrides a value the process environment may already hold.
+    env = {"AMLEVENTS_NOTIFY_SLACK_URL": "https://hooks.slack.com/x", "OTHER": "kept"}
+    assert local_only(env, "/tmp/out") == {
+        "OTHER": "kept", "AMLEVENTS_NOTIFY_SMTP_HOST": "", "AMLEVENTS_NOTIFY_ACS_ENDPOINT": "",
+        "AMLEVENTS_NOTIFY_ACS_CONNECTION_STRING": "", "AMLEVENTS_NOTIFY_TEAMS_URL": "",
+        "AMLEVENTS_NOTIFY_SLACK_URL": "", "AMLEVENTS_NOTIFY_WEBHOOK_URL": "",
+        "AMLEVENTS_NOTIFY_WEBHOOK_SECRET": "", "AMLEVENTS_NOTIFY_RULES": "",
+        "AMLEVENTS_NOTIFY_OUTBOX_DIR": "/tmp/out", "AMLEVENTS_DRY_RUN_NOTIFY": "false"}
