@@ -378,18 +378,6 @@ def test_failed_or_canceled_endpoint_is_repaired_before_deploying(
     assert arm.ml.endpoint(ENDPOINT).traffic == {"v20": 100}
 
 
-def test_endpoint_whose_repair_fails_fails_naming_its_state(
-        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
-    seed_endpoint(arm)
-    arm.ml.set_provisioning_state(ENDPOINT, "Failed")
-    arm.fail_next_lro("PUT", EP_PATH, "QuotaExceeded", "Not enough quota in westeurope.")
-    result = send(live(), event(sample, arm))
-    assert result.outcome is Outcome.FAILED and not result.should_retry
-    assert f"endpoint {ENDPOINT} is Failed" in result.detail
-    assert "Not enough quota in westeurope." in result.detail
-    assert not puts(arm, DEP_PATH)
-
-
 # --- pure parts -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("current", "percent", "expected"), [
@@ -532,6 +520,8 @@ def test_failed_operation_and_failed_repair_are_reported_whole(
         f"PermanentError: endpoint {ENDPOINT} is Failed (its last operation did not succeed) and "
         "repairing it, a PUT of its own definition, failed: ARM 200 QuotaExceeded: Not enough "
         "quota in westeurope.; fix or delete the endpoint")
+    assert result.outcome is Outcome.FAILED and not result.should_retry
+    assert not puts(arm, DEP_PATH)  # no deployment onto a broken endpoint
 
 
 def test_a_repair_that_is_throttled_is_retried_not_failed(
