@@ -24,19 +24,10 @@ from handlers.outcome import Outcome
 from handlers.runtime.dispatch import Dispatcher
 from handlers.runtime.routing import function_for
 from tests.fakes.azurite import ACCOUNT_KEY
+from tests.fakes.clock import Clock
 
 Sample = Callable[[str], dict[str, Any]]
 ROOT = Path(__file__).resolve().parents[3]
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def facts(n: int = 1, *, function: str = "on_ml_event") -> EventFacts:

@@ -28,21 +28,11 @@ from handlers.ledger.stored_event import MAX_STORED_BYTES
 from handlers.outcome import Outcome
 from handlers.runtime.dispatch import Dispatcher
 from handlers.runtime.routing import function_for
+from tests.fakes.clock import T0, Clock
 
 Sample = Callable[[str], dict[str, Any]]
-T0 = 1_700_000_000.0
 RUN = "Microsoft.MachineLearningServices.RunStatusChanged"
 MODEL = "Microsoft.MachineLearningServices.ModelRegistered"
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def received(n: int, *, event_type: str = RUN, subject: str = "", raw: Any = None,

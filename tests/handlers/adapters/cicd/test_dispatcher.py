@@ -24,6 +24,7 @@ from handlers.ledger.ledger import Ledger, utc_iso
 from handlers.ledger.sqlite import SqliteLedgerStore
 from handlers.outcome import ActionResult, Outcome
 from tests.fakes.azure_devops import FakeAzureDevOps, fake_azure_devops_fixture
+from tests.fakes.clock import Clock
 from tests.fakes.github import FakeGitHub, fake_github_fixture
 
 Sample = Callable[[str], dict[str, Any]]
@@ -72,19 +73,10 @@ github = fake_github_fixture(_world)
 devops = fake_azure_devops_fixture(_devops_world)
 
 
-class Clock:
-    """A clock the test moves; whole seconds near now (the fake stamps runs with real time)."""
-
-    def __init__(self) -> None:
-        self.now = float(int(time.time()))
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    # Whole seconds near now: the fakes stamp runs with real time.
+    return Clock(float(int(time.time())))
 
 
 @pytest.fixture

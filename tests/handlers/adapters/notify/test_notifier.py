@@ -29,23 +29,13 @@ from handlers.outcome import Outcome
 from handlers.runtime.dispatch import Dispatcher
 from handlers.runtime.routing import ON_RUN_STATUS
 from tests.fakes.acs import ACCESS_KEY, FakeAcs, start_fake_acs
+from tests.fakes.clock import Clock
 from tests.fakes.notify import HttpReceiver, SmtpSink, http_receiver, live_channels_env, smtp_sink
 
 Sample = Callable[[str], dict[str, Any]]
 SMTP_PASSWORD = "smtp-Pa55word-xyz"
 WEBHOOK_SECRET = "whsec-0123456789abcdef"
 STORM_EVENTS = 10_000
-
-
-class Clock:
-    """A clock the test moves."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
 
 
 @pytest.fixture

@@ -43,21 +43,11 @@ from handlers.notify.message import (
 from handlers.notify.plan import NotificationPlan
 from handlers.notify.settings import ChannelSettings, NotifySettings
 from handlers.outcome import ActionResult, Outcome, plan_detail
+from tests.fakes.clock import T0, Clock
 
 Sample = Callable[[str], dict[str, Any]]
-T0 = 1_700_000_000.0  # 2023-11-14T22:13:20.000+00:00
 OPENED = "2023-11-14T22:13:20.000+00:00"
 SECRET = "sig-0123456789-SECRET"
-
-
-class Clock:
-    """A clock the test moves."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
