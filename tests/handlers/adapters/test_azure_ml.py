@@ -162,20 +162,6 @@ def test_custom_model_needs_environment_and_script(arm: FakeArm, live: Callable[
     assert not puts(arm, DEP_PATH)
 
 
-def test_custom_model_with_environment_and_scoring_script(
-        arm: FakeArm, live: Callable[..., Dispatcher], sample: Sample) -> None:
-    arm.ml.add_model(MODEL, "20", mlflow=False)
-    env_id = arm.ml.add_environment("sk-env", "3")
-    arm.ml.add_code("score-code", "2")
-    result = send(live(), event(sample, arm, deploy_environment="sk-env:3",
-                                deploy_scoring_script="score-code:2/src/score.py"))
-    assert result.outcome is Outcome.DONE, result.detail
-    props = puts(arm, DEP_PATH)[0].body["properties"]
-    assert props["environmentId"].lower() == env_id.lower()
-    assert props["codeConfiguration"]["scoringScript"] == "src/score.py"
-    assert props["codeConfiguration"]["codeId"].lower().endswith("/codes/score-code/versions/2")
-
-
 # --- faults -----------------------------------------------------------------------------------
 
 def test_429_with_retry_after_is_retried_then_succeeds(arm: FakeArm,
